@@ -1,0 +1,7 @@
+"""Label assigners, one file per paper, all behind :class:`BaseAssigner`'s interface."""
+from .base import BaseAssigner, best_gt_per_prior, point_box_deltas
+from .fcos import FCOS_SCALE_RANGES, FCOSAssigner
+from .inside_box import InsideBoxAssigner
+from .max_iou import MaxIoUAssigner
+
+__all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -1,0 +1,135 @@
+"""The assigner interface and the pieces every assigner shares.
+
+An assigner decides, for one image, which priors train as foreground, for which GT box, and with
+what weight::
+
+    result = assigner(priors, gt_instances, predictions=None, image_size=(H, W))   # AssignResult
+
+Hard assigners (max-IoU, FCOS, inside-box, ATSS, Pseudo-IoU) are pure functions of their inputs and
+run under ``torch.no_grad()``. Learnable ones are ``nn.Module`` s owned by the model, so they train,
+checkpoint and move with it. Every assigner handles an image with no GT (all background), and keeps
+memory bounded on crowded images by working on chunks of GT boxes (:func:`best_gt_per_prior`).
+
+Each assigner separates *which (GT, prior) pairs are candidates* from *what is computed on a
+candidate pair*, so candidate generation can move from dense (M, R) masks to per-GT windows later
+without touching the method's own rule.
+"""
+import math
+from typing import Callable, Optional, Sequence, Tuple
+
+import torch
+from detectron2.structures import Instances
+from torch import Tensor, nn
+
+from ..structures import AssignResult, Priors
+
+# Pairwise (GT x prior) work is done on chunks of GTs holding at most this many (GT, prior) pairs,
+# so that a 1000-GT image at 800x1333 (22,400 points or 201,600 anchors) stays within a few
+# hundred MB of temporaries.
+DEFAULT_CHUNK_PAIRS = 1 << 22
+
+
+class BaseAssigner(nn.Module):
+    """Base class: subclasses implement :meth:`assign` for an image with at least one GT box."""
+
+    #: True when the assigner needs the head's predictions of the image (AutoAssign, SAPD).
+    prediction_aware: bool = False
+
+    def __init__(self, *, num_classes: int, chunk_pairs: int = DEFAULT_CHUNK_PAIRS):
+        super().__init__()
+        if num_classes <= 0:
+            raise ValueError(f"assigner num_classes must be positive, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.chunk_pairs = int(chunk_pairs)
+
+    def forward(
+        self,
+        priors: Priors,
+        gt_instances: Instances,
+        predictions=None,
+        image_size: Optional[Tuple[int, int]] = None,
+    ) -> AssignResult:
+        if len(gt_instances) == 0:
+            return self.empty_result(priors)
+        return self.assign(priors, gt_instances, predictions=predictions, image_size=image_size)
+
+    def assign(self, priors, gt_instances, predictions=None, image_size=None) -> AssignResult:
+        raise NotImplementedError
+
+    def empty_result(self, priors: Priors) -> AssignResult:
+        """Every prior is background (an image without GT boxes)."""
+        num = len(priors)
+        device = priors.boxes.device
+        return AssignResult(
+            labels=torch.full((num,), self.num_classes, dtype=torch.long, device=device),
+            matched_idxs=torch.full((num,), -1, dtype=torch.long, device=device),
+            matched_gt_boxes=priors.boxes.new_zeros((num, 4)),
+            stats={"num_gt": 0.0, "num_pos": 0.0},
+        )
+
+    def result_from_matches(
+        self, gt_instances: Instances, matched_idxs: Tensor, ignore: Optional[Tensor] = None
+    ) -> AssignResult:
+        """Build an AssignResult from per-prior GT indices (-1 = background)."""
+        pos = matched_idxs >= 0
+        safe = matched_idxs.clamp(min=0)
+        labels = gt_instances.gt_classes[safe].clone()
+        labels[~pos] = self.num_classes
+        if ignore is not None:
+            labels[ignore & ~pos] = -1
+        boxes = gt_instances.gt_boxes.tensor[safe] * pos[:, None].to(torch.float32)
+        num_pos = int(pos.sum())
+        covered = torch.unique(matched_idxs[pos]).numel()
+        return AssignResult(
+            labels=labels,
+            matched_idxs=matched_idxs,
+            matched_gt_boxes=boxes,
+            stats={
+                "num_gt": float(len(gt_instances)),
+                "num_pos": float(num_pos),
+                "gt_without_pos": float(len(gt_instances) - covered),
+            },
+        )
+
+    def gt_chunks(self, num_gt: int, num_priors: int):
+        """Yield (start, end) GT index ranges with at most ``chunk_pairs`` pairs each."""
+        step = max(1, self.chunk_pairs // max(num_priors, 1))
+        for start in range(0, num_gt, step):
+            yield start, min(start + step, num_gt)
+
+
+def best_gt_per_prior(
+    score_fn: Callable[[int, int], Tensor], chunks, num_priors: int, device
+) -> Tuple[Tensor, Tensor]:
+    """Per prior, the maximum of ``score_fn`` over GTs and its GT index, computed chunk by chunk.
+
+    ``score_fn(start, end)`` returns a (end - start, R) float score, ``-inf`` for non-candidate
+    pairs. Ties keep the lowest GT index (as a dense ``max(dim=0)`` would). Returns (value, index)
+    with index -1 where no GT has a finite score.
+    """
+    best = torch.full((num_priors,), -math.inf, device=device)
+    idx = torch.full((num_priors,), -1, dtype=torch.long, device=device)
+    for start, end in chunks:
+        score = score_fn(start, end)
+        value, arg = score.max(dim=0)
+        better = value > best
+        best = torch.where(better, value, best)
+        idx = torch.where(better, arg + start, idx)
+    idx[~torch.isfinite(best)] = -1
+    return best, idx
+
+
+def point_box_deltas(points: Tensor, boxes: Tensor) -> Tensor:
+    """(l, t, r, b) distances from each point to each box's edges: (M, R, 4) for (R,2), (M,4)."""
+    x, y = points[None, :, 0], points[None, :, 1]
+    return torch.stack(
+        (x - boxes[:, None, 0], y - boxes[:, None, 1], boxes[:, None, 2] - x, boxes[:, None, 3] - y),
+        dim=2,
+    )
+
+
+def per_level_values(priors: Priors, values: Sequence, default: float) -> Tensor:
+    """Broadcast one value per pyramid level to a (R,) tensor (``default`` for missing levels)."""
+    per_level = [float(values[i]) if i < len(values) else default for i in range(priors.num_levels)]
+    table = torch.tensor(per_level, dtype=priors.centers.dtype, device=priors.centers.device)
+    return table[priors.levels]

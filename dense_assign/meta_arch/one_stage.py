@@ -1,0 +1,232 @@
+"""OneStageDetector: the one meta-architecture of every detector in this project.
+
+backbone (ResNet-FPN, P3-P7) -> DenseHead -> priors -> assigner -> loss module; at inference a score
+function, per-level top-k, box decoding, batched NMS. Everything method-specific lives in the parts
+(assigner, head quality branch, loss, score function), never in this class.
+"""
+import logging
+import math
+from typing import List, Optional, Tuple
+
+import torch
+from detectron2.layers import batched_nms, cat
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector
+from detectron2.structures import Boxes, ImageList, Instances
+from torch import Tensor, nn
+
+from ..registry import ASSIGNER_REGISTRY, build_from_registry
+from ..structures import AssignResult, DensePredictions, Priors
+from ..losses.dense_loss import put_scalar
+from .scoring import SCORE_FUNCTIONS, compute_scores, needs_quality
+
+logger = logging.getLogger(__name__)
+
+
+def point_prior_generator(strides=(8, 16, 32, 64, 128), offset: float = 0.5, scale: float = 1.0):
+    """Priors of a point (anchor-free) model: one box of ``scale * stride`` per location.
+
+    The box centre is the point, at ``(k + offset) * stride``; the box size is what a
+    ``Box2BoxTransformLinear(normalize_by_size=True)`` divides the (l, t, r, b) targets by.
+    """
+    return DefaultAnchorGenerator(
+        sizes=[[scale * s] for s in strides], aspect_ratios=[1.0], strides=list(strides), offset=offset
+    )
+
+
+@META_ARCH_REGISTRY.register()
+class OneStageDetector(DenseDetector):
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        head: nn.Module,
+        head_in_features: Optional[List[str]] = None,
+        prior_generator: DefaultAnchorGenerator,
+        box2box_transform,
+        assigner,
+        loss: nn.Module,
+        num_classes: int,
+        test_score_fn: str = "cls",
+        test_score_alpha: float = 0.5,
+        test_score_thresh: float = 0.05,
+        test_topk_candidates: int = 1000,
+        test_nms_thresh: float = 0.5,
+        max_detections_per_image: int = 100,
+        pixel_mean,
+        pixel_std,
+        input_format: str = "BGR",
+        vis_period: int = 0,
+    ):
+        """
+        Args:
+            prior_generator: detectron2 anchor generator; for point models
+                :func:`point_prior_generator`.
+            box2box_transform: decodes head deltas against the prior boxes.
+            assigner: an assigner module, or the registered name of one (built with defaults).
+            loss: the loss module (:class:`dense_assign.losses.DenseLoss` or a method's own).
+            test_score_fn: see :mod:`dense_assign.meta_arch.scoring`.
+        """
+        super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        self.num_classes = num_classes
+        self.prior_generator = prior_generator
+        self.box2box_transform = box2box_transform
+        self.assigner = build_from_registry(
+            ASSIGNER_REGISTRY, assigner, "model.assigner", num_classes=num_classes
+        )
+        self.loss = loss
+        self.test_score_fn = test_score_fn
+        self.test_score_alpha = test_score_alpha
+        self.test_score_thresh = test_score_thresh
+        self.test_topk_candidates = test_topk_candidates
+        self.test_nms_thresh = test_nms_thresh
+        self.max_detections_per_image = max_detections_per_image
+        self.input_format = input_format
+        self.vis_period = vis_period
+        self._validate()
+
+    def _validate(self):
+        head_quality = getattr(self.head, "has_quality", False)
+        if self.test_score_fn not in SCORE_FUNCTIONS:
+            raise ValueError(
+                f"model.test_score_fn={self.test_score_fn!r}; allowed: {', '.join(SCORE_FUNCTIONS)}"
+            )
+        if needs_quality(self.test_score_fn) and not head_quality:
+            raise ValueError(
+                f"model.test_score_fn={self.test_score_fn!r} needs a quality branch, but "
+                "model.head.quality is 'none'; use test_score_fn='cls' or add a branch"
+            )
+        loss_quality = getattr(self.loss, "quality", "none")
+        if loss_quality not in ("none", None) and not head_quality:
+            raise ValueError(
+                f"model.loss.quality={loss_quality!r} needs a quality branch in the head, but "
+                "model.head.quality is 'none'"
+            )
+        for key in ("num_classes",):
+            for part in ("head", "assigner", "loss"):
+                value = getattr(getattr(self, part), key, self.num_classes)
+                if value != self.num_classes:
+                    raise ValueError(
+                        f"model.{part}.{key}={value} differs from model.num_classes={self.num_classes}"
+                    )
+        head_a = getattr(self.head, "num_anchors", None)
+        gen_a = self.prior_generator.num_cell_anchors[0]
+        if head_a is not None and head_a != gen_a:
+            raise ValueError(
+                f"model.head.num_anchors={head_a} but model.prior_generator makes {gen_a} priors per "
+                "location (len(sizes[0]) x len(aspect_ratios))"
+            )
+        if not 0.0 <= self.test_score_thresh < 1.0 or not 0.0 < self.test_nms_thresh <= 1.0:
+            raise ValueError(
+                f"model.test_score_thresh ({self.test_score_thresh}) must be in [0, 1) and "
+                f"model.test_nms_thresh ({self.test_nms_thresh}) in (0, 1]"
+            )
+
+    # ------------------------------------------------------------------ priors
+    def build_priors(self, features: List[Tensor]) -> Priors:
+        anchors: List[Boxes] = self.prior_generator(features)
+        boxes = Boxes.cat(anchors).tensor
+        sizes = [len(a) for a in anchors]
+        strides = [int(s) for s in self.prior_generator.strides]
+        device = boxes.device
+        levels = torch.repeat_interleave(
+            torch.arange(len(sizes), device=device), torch.tensor(sizes, device=device)
+        )
+        return Priors(
+            boxes=boxes,
+            centers=(boxes[:, :2] + boxes[:, 2:]) / 2,
+            strides=torch.tensor(strides, dtype=boxes.dtype, device=device)[levels],
+            levels=levels,
+            level_sizes=sizes,
+            grid_sizes=[tuple(f.shape[-2:]) for f in features],
+            level_strides=strides,
+            num_anchors=self.prior_generator.num_cell_anchors[0],
+            offset=float(self.prior_generator.offset),
+        )
+
+    def _transpose(self, predictions) -> List[List[Tensor]]:
+        """Head outputs per level (N, A*C, H, W) -> (N, H*W*A, C): [logits, deltas(, quality)]."""
+        logits, deltas, quality = predictions
+        outputs, dims = [logits, deltas], [self.num_classes, 4]
+        if quality:
+            outputs.append(quality)
+            dims.append(1)
+        return self._transpose_dense_predictions(outputs, dims)
+
+    def _flatten_predictions(self, features, predictions) -> DensePredictions:
+        flat = self._transpose(predictions)
+        return DensePredictions(
+            logits=cat(flat[0], dim=1),
+            deltas=cat(flat[1], dim=1),
+            quality=cat(flat[2], dim=1) if len(flat) > 2 else None,
+            features=features,
+        )
+
+    # ------------------------------------------------------------------ training
+    def assign(self, priors: Priors, preds: DensePredictions, gt_instances, image_sizes) -> List[AssignResult]:
+        aware = getattr(self.assigner, "prediction_aware", False)
+        return [
+            self.assigner(priors, gt, predictions=preds.image(i) if aware else None, image_size=size)
+            for i, (gt, size) in enumerate(zip(gt_instances, image_sizes))
+        ]
+
+    def forward_training(self, images: ImageList, features, predictions, gt_instances):
+        preds = self._flatten_predictions(features, predictions)
+        priors = self.build_priors(features)
+        assignments = self.assign(priors, preds, gt_instances, images.image_sizes)
+        self._log_assignment_stats(assignments)
+        return self.loss(
+            priors=priors,
+            predictions=preds,
+            assignments=assignments,
+            box2box_transform=self.box2box_transform,
+            gt_instances=gt_instances,
+        )
+
+    @staticmethod
+    def _log_assignment_stats(assignments: List[AssignResult]):
+        num_gt = sum(a.stats.get("num_gt", 0.0) for a in assignments)
+        if num_gt > 0:
+            num_pos = sum(a.stats.get("num_pos", 0.0) for a in assignments)
+            put_scalar("assign/pos_per_gt", num_pos / num_gt)
+            missing = sum(a.stats.get("gt_without_pos", 0.0) for a in assignments)
+            put_scalar("assign/gt_without_pos_frac", missing / num_gt)
+
+    # ------------------------------------------------------------------ inference
+    def forward_inference(self, images: ImageList, features, predictions):
+        flat = self._transpose(predictions)
+        anchors = self.prior_generator(features)
+        results = []
+        for i, image_size in enumerate(images.image_sizes):
+            per_level = [
+                self._decode_level(
+                    anchors[lvl].tensor,
+                    flat[0][lvl][i],
+                    flat[1][lvl][i],
+                    flat[2][lvl][i] if len(flat) > 2 else None,
+                    image_size,
+                )
+                for lvl in range(len(anchors))
+            ]
+            results.append(self._nms(Instances.cat(per_level)))
+        return results
+
+    def _decode_level(self, anchors: Tensor, logits: Tensor, deltas: Tensor, quality, image_size):
+        cls = logits.sigmoid()
+        q = quality.sigmoid() if quality is not None else None
+        gate, score = compute_scores(self.test_score_fn, cls, q, self.test_score_alpha)
+        keep = gate > self.test_score_thresh
+        cand_scores = score[keep]
+        cand = keep.nonzero()  # (P, 2): prior, class
+        num = min(self.test_topk_candidates, cand_scores.numel())
+        cand_scores, order = cand_scores.topk(num)
+        prior_idx, class_idx = cand[order].unbind(dim=1)
+        boxes = self.box2box_transform.apply_deltas(deltas[prior_idx], anchors[prior_idx])
+        return Instances(
+            image_size, pred_boxes=Boxes(boxes), scores=cand_scores, pred_classes=class_idx
+        )
+
+    def _nms(self, pred: Instances) -> Instances:
+        keep = batched_nms(pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh)
+        return pred[keep[: self.max_detections_per_image]]

@@ -1,0 +1,93 @@
+"""Data structures shared by priors, assigners and losses.
+
+Glossary (shapes are per image unless stated):
+  N  images in the batch           K  foreground classes (background label is K)
+  M  ground-truth boxes            R  priors over all levels, concatenated level by level
+  A  priors per location           L  pyramid levels
+Boxes are absolute XYXY floats. Labels follow detectron2: -1 ignore, 0..K-1 foreground, K background.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Priors:
+    """The priors (anchor points or anchor boxes) of one batch, shared by all its images.
+
+    ``boxes`` are the reference boxes the box regression is decoded against: anchor boxes for an
+    anchor-based model, or boxes of ``stride`` (times a constant) centred at the points for a point
+    model. Priors are ordered level by level, and inside a level as (H, W, A), matching
+    detectron2's ``DefaultAnchorGenerator`` and ``permute_to_N_HWA_K``.
+    """
+
+    boxes: Tensor  # (R, 4)
+    centers: Tensor  # (R, 2)
+    strides: Tensor  # (R,) float
+    levels: Tensor  # (R,) int64, pyramid level index 0..L-1
+    level_sizes: List[int]  # priors per level
+    grid_sizes: List[Tuple[int, int]]  # (H, W) of each level's feature map
+    level_strides: List[int]
+    num_anchors: int  # A
+    offset: float  # prior centres at (k + offset) * stride
+
+    def __len__(self) -> int:
+        return self.boxes.shape[0]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.level_sizes)
+
+    def split(self, x: Tensor, dim: int = 0) -> List[Tensor]:
+        """Split a tensor whose ``dim`` runs over priors into per-level pieces."""
+        return list(torch.split(x, self.level_sizes, dim=dim))
+
+
+@dataclass
+class AssignResult:
+    """What an assigner decides for one image.
+
+    Attributes:
+        labels: (R,) int64 in {-1 ignore, 0..K-1 foreground, K background}.
+        matched_idxs: (R,) int64, index of the GT a prior is matched to, in [0, M); -1 where the
+            prior has no GT (background, or ignored with no GT).
+        matched_gt_boxes: (R, 4) XYXY box of the matched GT (zeros where ``matched_idxs`` is -1).
+        pos_weights: optional (R,) soft weights of the priors (1 where absent): SAPD.
+        pairwise: optional dict of (M, R) or pair-list tensors for set-based losses: AutoAssign.
+        quality_targets: optional (R,) targets for the quality branch, overriding the loss's own.
+        stats: numbers for logging (put into detectron2's EventStorage by the detector).
+    """
+
+    labels: Tensor
+    matched_idxs: Tensor
+    matched_gt_boxes: Tensor
+    pos_weights: Optional[Tensor] = None
+    pairwise: Optional[Dict[str, Tensor]] = None
+    quality_targets: Optional[Tensor] = None
+    stats: Dict[str, float] = field(default_factory=dict)
+
+    def pos_mask(self, num_classes: int) -> Tensor:
+        return (self.labels >= 0) & (self.labels != num_classes)
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+@dataclass
+class DensePredictions:
+    """Head outputs of a batch, flattened over levels: ``(N, R, C)`` tensors."""
+
+    logits: Tensor  # (N, R, K)
+    deltas: Tensor  # (N, R, 4)
+    quality: Optional[Tensor]  # (N, R, 1) or None
+    features: List[Tensor]  # per-level FPN features (N, C, H, W), for assigners that pool them
+
+    def image(self, i: int) -> "DensePredictions":
+        return DensePredictions(
+            logits=self.logits[i],
+            deltas=self.deltas[i],
+            quality=None if self.quality is None else self.quality[i],
+            features=[f[i : i + 1] for f in self.features],
+        )
