@@ -47,3 +47,17 @@ def random_batch(num_images=2, image_size=(128, 160), num_boxes=4, num_classes=3
         image = torch.rand(3, h, w, generator=g) * 255
         batch.append({"image": image, "instances": make_instances(boxes, classes, image_size)})
     return batch
+
+
+def make_priors(image_size=(32, 32), strides=(8, 16), offset=0.5, scale=1.0, anchor_generator=None):
+    """Priors of a point model (or of ``anchor_generator``) for an image of ``image_size``."""
+    from dense_assign.meta_arch import OneStageDetector, point_prior_generator
+
+    gen = anchor_generator or point_prior_generator(strides=strides, offset=offset, scale=scale)
+    h, w = image_size
+    feats = [torch.zeros(1, 1, -(-h // s), -(-w // s)) for s in gen.strides]
+
+    class _Shim:  # build_priors only needs the generator
+        prior_generator = gen
+
+    return OneStageDetector.build_priors(_Shim(), feats)

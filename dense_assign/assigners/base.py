@@ -49,8 +49,11 @@ class BaseAssigner(nn.Module):
         predictions=None,
         image_size: Optional[Tuple[int, int]] = None,
     ) -> AssignResult:
-        if len(gt_instances) == 0:
-            return self.empty_result(priors)
+        if len(gt_instances) == 0 or len(priors) == 0:
+            result = self.empty_result(priors)
+            result.stats["num_gt"] = float(len(gt_instances))
+            result.stats["gt_without_pos"] = float(len(gt_instances))
+            return result
         return self.assign(priors, gt_instances, predictions=predictions, image_size=image_size)
 
     def assign(self, priors, gt_instances, predictions=None, image_size=None) -> AssignResult:
@@ -64,7 +67,7 @@ class BaseAssigner(nn.Module):
             labels=torch.full((num,), self.num_classes, dtype=torch.long, device=device),
             matched_idxs=torch.full((num,), -1, dtype=torch.long, device=device),
             matched_gt_boxes=priors.boxes.new_zeros((num, 4)),
-            stats={"num_gt": 0.0, "num_pos": 0.0},
+            stats={"num_gt": 0.0, "num_pos": 0.0, "gt_without_pos": 0.0},
         )
 
     def result_from_matches(

@@ -1,0 +1,30 @@
+# dense_assign: `make demo` and `make test` set everything up on first use (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dense_assign-installed
+DEMO_CONFIG ?= configs/Synthetic-Detection/fcos_R_18_FPN.py
+DEMO_OUTPUT ?= output/demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-long clean-output
+
+install: $(STAMP)
+
+# Re-runs only when the installer, its patch or setup.py change (or the venv is missing).
+$(STAMP): setup.py .ci/install.sh .ci/patches/detectron2-v0.6.patch
+	PYTHON=$(PYTHON) VENV=$(VENV) bash .ci/install.sh
+	touch $@
+
+demo: $(STAMP)
+	$(PY) train_net.py --config-file $(DEMO_CONFIG) train.output_dir=$(DEMO_OUTPUT)
+	@echo "demo: metrics, checkpoints and prediction images are in $(DEMO_OUTPUT)/"
+
+test: $(STAMP)
+	$(PY) -m pytest tests -m "not long" $(PYTEST_ARGS)
+
+test-long: $(STAMP)
+	$(PY) -m pytest tests -m long $(PYTEST_ARGS)
+
+clean-output:
+	rm -rf output
