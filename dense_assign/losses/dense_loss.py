@@ -110,19 +110,23 @@ class DenseLoss(nn.Module):
         self.register_buffer("ema_box_weight", torch.tensor(float("nan"), dtype=torch.float64))
 
     # ------------------------------------------------------------------ normalizers
-    def _normalize(self, buffer_name: str, local_value: Tensor) -> float:
-        """The normalizer of a summed loss, from this process's count (or weight sum)."""
+    def _normalize(self, buffer_name: str, local_value: Tensor, floor: float = 1.0) -> float:
+        """The normalizer of a summed loss, from this process's count (or weight sum).
+
+        ``floor``: lower bound (1 for a count, as the official code and detectron2; a tiny value
+        for the centerness sum, which the official code divides by as it is).
+        """
         if self.normalizer == "num_pos":
             value = local_value.detach().to(torch.float64)
             world = comm.get_world_size()
             if world > 1:
                 value = value.clone()
                 dist.all_reduce(value)
-            return max(float(value) / world, 1.0)
+            return max(float(value) / world, floor)
         # "ema": detectron2's DenseDetector._ema_update, with the state in a buffer
         buf = getattr(self, buffer_name)
         old = self.ema_init if torch.isnan(buf) else float(buf)
-        new = old * self.ema_momentum + max(float(local_value), 1.0) * (1 - self.ema_momentum)
+        new = old * self.ema_momentum + max(float(local_value), floor) * (1 - self.ema_momentum)
         if self.training:
             buf.fill_(new)
         return new
@@ -200,7 +204,7 @@ class DenseLoss(nn.Module):
             box_norm = (
                 normalizer
                 if self.box_weighting == "none"
-                else self._normalize("ema_box_weight", box_w.sum())
+                else self._normalize("ema_box_weight", box_w.sum(), floor=1e-6)
             )
         # keep every regression output in the graph when there is no positive
         box_sum = box_sum + 0.0 * predictions.deltas.sum()
