@@ -87,7 +87,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -209,7 +209,9 @@ class SyntheticParams:
 
     def __post_init__(self):
         def bad(name, why):
-            raise ValueError(f"Invalid synthetic dataset parameter {name}={getattr(self, name)!r}: {why}")
+            raise ValueError(
+                f"Invalid synthetic dataset parameter {name}={getattr(self, name)!r}: {why}"
+            )
 
         def set_(name, value):
             object.__setattr__(self, name, value)
@@ -322,7 +324,9 @@ def make_synthetic_params(**generator_params) -> SyntheticParams:
 def _as_params(params: Optional[SyntheticParams], generator_params: Dict[str, Any]):
     if params is not None:
         if generator_params:
-            raise ValueError("Pass either params=SyntheticParams(...) or keyword parameters, not both")
+            raise ValueError(
+                "Pass either params=SyntheticParams(...) or keyword parameters, not both"
+            )
         if not isinstance(params, SyntheticParams):
             raise ValueError(f"params must be a SyntheticParams, got {type(params).__name__}")
         return params
@@ -438,8 +442,12 @@ def _sample_shape(rng, cls: str, cx: float, cy: float, w: float, h: float):
         cmds.append(("rectangle", r, {"width": t, "outline_only": True}))
     elif cls == "cross":
         t = max(2.0, short * rng.uniform(0.25, 0.4))
-        cmds.append(("rectangle", [round(x0), round(cy - t / 2), round(x1) - 1, round(cy + t / 2) - 1], {}))
-        cmds.append(("rectangle", [round(cx - t / 2), round(y0), round(cx + t / 2) - 1, round(y1) - 1], {}))
+        cmds.append(
+            ("rectangle", [round(x0), round(cy - t / 2), round(x1) - 1, round(cy + t / 2) - 1], {})
+        )
+        cmds.append(
+            ("rectangle", [round(cx - t / 2), round(y0), round(cx + t / 2) - 1, round(y1) - 1], {})
+        )
     elif cls == "bar":
         diag = math.hypot(w, h)
         t = max(3.0, diag * rng.uniform(0.06, 0.12))
@@ -517,7 +525,9 @@ def _generate(params: SyntheticParams, split: str, index: int, want_masks: bool)
         r, b = min(width, math.ceil(bx1) + 1), min(height, math.ceil(by1) + 1)
         color_cands = rng.uniform(0, 255, size=(8, 3))
         shade = rng.uniform(-25, 25, size=2)
-        truncated = int(cx - w / 2 < 0 or cy - h / 2 < 0 or cx + w / 2 > width or cy + h / 2 > height)
+        truncated = int(
+            cx - w / 2 < 0 or cy - h / 2 < 0 or cx + w / 2 > width or cy + h / 2 > height
+        )
         if r <= l or b <= t:
             return
         _render(draw, cmds, 255)
@@ -981,7 +991,13 @@ def register_synthetic(name: str, root: Optional[str] = None, **generator_params
     """
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or os.sep in name:
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or os.sep in name
+    ):
         raise ValueError(f"Invalid synthetic dataset name={name!r}: must be a plain folder name")
     params = make_synthetic_params(**generator_params)
     root = os.path.abspath(_default_root() if root is None else os.path.expanduser(root))
@@ -1031,7 +1047,7 @@ def register_synthetic(name: str, root: Optional[str] = None, **generator_params
 
 
 def register_all_synthetic(root: Optional[str] = None) -> None:
-    """Register all :data:`SYNTHETIC_PRESETS` (idempotent). Called by ``import dense_assign.data``."""
+    """Register all :data:`SYNTHETIC_PRESETS` (idempotent); ``import dense_assign.data`` does."""
     for name, preset in SYNTHETIC_PRESETS.items():
         register_synthetic(name, root=root, **preset)
 
