@@ -1,0 +1,12 @@
+# RetinaNet (#A=9) + ATSS (configs/common/models/atss_A9.py).
+# 1x: 16 images, LR 0.01, 90k iterations (x0.1 at 60k, 80k), constant warmup 500 x 1/3, bias LR x2,
+# single-scale 800 / 1333 (REFERENCE.md 2.5).
+#   python train_net.py --config-file configs/COCO-Detection/atss_A9_R_50_FPN_1x.py --num-gpus 8
+from ..common.data.coco import dataloader
+from ..common.models.atss_A9 import model
+from ..common.optim import SGD as optimizer
+from ..common.schedules import lr_multiplier_1x as lr_multiplier
+from ..common.train import train
+
+model.backbone.bottom_up.freeze_at = 2
+train.output_dir = "./output/coco/atss_A9_R_50_FPN_1x"
