@@ -43,7 +43,14 @@ def test_bad_config_names_the_key(mutate, message):
 
 
 @pytest.mark.parametrize(
-    "path", ["configs/common/models/fcos.py", "configs/common/models/retinanet.py"]
+    "path",
+    [
+        "configs/common/models/fcos.py",
+        "configs/common/models/retinanet.py",
+        "configs/common/models/iou_aware_retinanet.py",
+        "configs/common/models/atss.py",
+        "configs/common/models/pseudo_iou.py",
+    ],
 )
 def test_batch_without_gt_trains_every_parameter(path):
     torch.manual_seed(0)

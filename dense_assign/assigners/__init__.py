@@ -4,5 +4,6 @@ from .base import BaseAssigner, best_gt_per_prior, point_box_deltas
 from .fcos import FCOS_SCALE_RANGES, FCOSAssigner
 from .inside_box import InsideBoxAssigner
 from .max_iou import MaxIoUAssigner
+from .pseudo_iou import PseudoIoUAssigner, pseudo_iou
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -5,15 +5,14 @@ function, per-level top-k, box decoding, batched NMS. Everything method-specific
 (assigner, head quality branch, loss, score function), never in this class.
 """
 import logging
-import math
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 from detectron2.layers import batched_nms, cat
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from torch import Tensor, nn
 
 from ..registry import ASSIGNER_REGISTRY, build_from_registry
@@ -58,6 +57,7 @@ class OneStageDetector(DenseDetector):
         pixel_std,
         input_format: str = "BGR",
         vis_period: int = 0,
+        test_quality_oracle: bool = False,
     ):
         """
         Args:
@@ -67,6 +67,10 @@ class OneStageDetector(DenseDetector):
             assigner: an assigner module, or the registered name of one (built with defaults).
             loss: the loss module (:class:`dense_assign.losses.DenseLoss` or a method's own).
             test_score_fn: see :mod:`dense_assign.meta_arch.scoring`.
+            test_quality_oracle: analysis only (IoU-aware paper Sec. 4.4, Table 6): at inference,
+                replace the predicted quality by the true IoU of each decoded box with the image's
+                GT boxes (its max IoU with any of them, ignoring class). Needs GT instances in the
+                test inputs (a test mapper with ``is_train=True`` and no random augmentation).
         """
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
         self.num_classes = num_classes
@@ -84,6 +88,8 @@ class OneStageDetector(DenseDetector):
         self.max_detections_per_image = max_detections_per_image
         self.input_format = input_format
         self.vis_period = vis_period
+        self.test_quality_oracle = bool(test_quality_oracle)
+        self._oracle_gt: Optional[List[Tensor]] = None
         self._validate()
 
     def _validate(self):
@@ -96,6 +102,11 @@ class OneStageDetector(DenseDetector):
             raise ValueError(
                 f"model.test_score_fn={self.test_score_fn!r} needs a quality branch, but "
                 "model.head.quality is 'none'; use test_score_fn='cls' or add a branch"
+            )
+        if self.test_quality_oracle and not needs_quality(self.test_score_fn):
+            raise ValueError(
+                f"model.test_quality_oracle=True has no effect with model.test_score_fn="
+                f"{self.test_score_fn!r}, which uses no quality"
             )
         loss_quality = getattr(self.loss, "quality", "none")
         if loss_quality not in ("none", None) and not head_quality:
@@ -194,6 +205,20 @@ class OneStageDetector(DenseDetector):
             put_scalar("assign/gt_without_pos_frac", missing / num_gt)
 
     # ------------------------------------------------------------------ inference
+    def forward(self, batched_inputs):
+        if self.training or not self.test_quality_oracle:
+            return super().forward(batched_inputs)
+        if not all("instances" in x for x in batched_inputs):
+            raise ValueError(
+                "model.test_quality_oracle=True needs GT instances at test time: use a test "
+                "mapper with is_train=True (dataloader.test.mapper.is_train=True)"
+            )
+        self._oracle_gt = [x["instances"].gt_boxes.tensor.to(self.device) for x in batched_inputs]
+        try:
+            return super().forward(batched_inputs)
+        finally:
+            self._oracle_gt = None
+
     def forward_inference(self, images: ImageList, features, predictions):
         flat = self._transpose(predictions)
         anchors = self.prior_generator(features)
@@ -206,15 +231,23 @@ class OneStageDetector(DenseDetector):
                     flat[1][lvl][i],
                     flat[2][lvl][i] if len(flat) > 2 else None,
                     image_size,
+                    None if self._oracle_gt is None else self._oracle_gt[i],
                 )
                 for lvl in range(len(anchors))
             ]
             results.append(self._nms(Instances.cat(per_level)))
         return results
 
-    def _decode_level(self, anchors: Tensor, logits: Tensor, deltas: Tensor, quality, image_size):
+    def _decode_level(
+        self, anchors: Tensor, logits: Tensor, deltas: Tensor, quality, image_size, oracle_gt=None
+    ):
         cls = logits.sigmoid()
         q = quality.sigmoid() if quality is not None else None
+        if oracle_gt is not None:  # true localization quality instead of the predicted one
+            boxes = self.box2box_transform.apply_deltas(deltas, anchors)
+            q = logits.new_zeros((len(boxes), 1))
+            if len(oracle_gt):
+                q = pairwise_iou(Boxes(boxes), Boxes(oracle_gt)).max(dim=1).values[:, None]
         gate, score = compute_scores(self.test_score_fn, cls, q, self.test_score_alpha)
         keep = gate > self.test_score_thresh
         cand_scores = score[keep]

@@ -13,7 +13,7 @@ dataloader.train.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=(256, 288, 320), max_size=480, sample_style="choice"),
     L(T.RandomFlip)(horizontal=True),
 ]
-dataloader.train.total_batch_size = 8
+dataloader.train.total_batch_size = 4
 dataloader.train.num_workers = 2
 dataloader.test.dataset.names = "synthetic_shapes_val"
 dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=320, max_size=480)]
