@@ -57,6 +57,9 @@ class AssignResult:
         pos_weights: optional (R,) soft weights of the priors (1 where absent): SAPD.
         pairwise: optional dict of (M, R) or pair-list tensors for set-based losses: AutoAssign.
         quality_targets: optional (R,) targets for the quality branch, overriding the loss's own.
+        losses: optional loss terms of the assigner's own learnable parts (e.g. SAPD's feature
+            selection net); the detector averages each over the images of the batch and adds it
+            to the loss dict.
         stats: numbers for logging (put into detectron2's EventStorage by the detector).
     """
 
@@ -66,6 +69,7 @@ class AssignResult:
     pos_weights: Optional[Tensor] = None
     pairwise: Optional[Dict[str, Tensor]] = None
     quality_targets: Optional[Tensor] = None
+    losses: Optional[Dict[str, Tensor]] = None
     stats: Dict[str, float] = field(default_factory=dict)
 
     def pos_mask(self, num_classes: int) -> Tensor:

@@ -187,13 +187,25 @@ class OneStageDetector(DenseDetector):
         priors = self.build_priors(features)
         assignments = self.assign(priors, preds, gt_instances, images.image_sizes)
         self._log_assignment_stats(assignments)
-        return self.loss(
+        losses = self.loss(
             priors=priors,
             predictions=preds,
             assignments=assignments,
             box2box_transform=self.box2box_transform,
             gt_instances=gt_instances,
         )
+        losses.update(self._assigner_losses(assignments))
+        return losses
+
+    @staticmethod
+    def _assigner_losses(assignments: List[AssignResult]):
+        """Loss terms of learnable assigners (``AssignResult.losses``), averaged over images."""
+        names = sorted({k for a in assignments if a.losses for k in a.losses})
+        merged = {}
+        for name in names:
+            terms = [a.losses[name] for a in assignments if a.losses and name in a.losses]
+            merged[name] = torch.stack(terms).sum() / len(assignments)
+        return merged
 
     @staticmethod
     def _log_assignment_stats(assignments: List[AssignResult]):
