@@ -1,9 +1,11 @@
 """Label assigners, one file per paper, all behind :class:`BaseAssigner`'s interface."""
 from .atss import ATSSAssigner
+from .autoassign import AutoAssign
 from .base import BaseAssigner, best_gt_per_prior, point_box_deltas
 from .fcos import FCOS_SCALE_RANGES, FCOSAssigner
 from .inside_box import InsideBoxAssigner
 from .max_iou import MaxIoUAssigner
 from .pseudo_iou import PseudoIoUAssigner, pseudo_iou
+from .sapd import FeatureSelectionNet, SAPDAssigner
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

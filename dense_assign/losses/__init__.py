@@ -1,3 +1,4 @@
+from .autoassign_loss import AutoAssignLoss
 from .dense_loss import BOX_LOSSES, NORMALIZERS, QUALITY_TARGETS, DenseLoss
 from .targets import aligned_iou, centerness_targets
 

@@ -1,0 +1,11 @@
+# SAPD (configs/common/models/sapd.py: soft-weighted points + soft-selected levels) on the synthetic
+# shapes, CPU; phase two from half of train.max_iter.
+#   python train_net.py --config-file configs/Synthetic-Detection/sapd_R_18_FPN.py
+from ..common.data.synthetic import dataloader
+from ..common.models.cpu_backbone import use_resnet18_fpn
+from ..common.models.sapd import model
+from ..common.synthetic_recipe import lr_multiplier, optimizer, train
+
+use_resnet18_fpn(model)
+model.num_classes = 7  # the synthetic dataset's classes (dense_assign.data.synthetic)
+train.output_dir = "./output/synthetic/sapd_R_18_FPN"

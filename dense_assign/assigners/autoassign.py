@@ -1,0 +1,331 @@
+"""AutoAssign: prediction-aware, differentiable label assignment.
+
+Paper: "AutoAssign: Differentiable Label Assignment for Dense Object Detection" (Zhu et al., 2020,
+arXiv:2007.03496), Eq. 1-12, Sec. 4.1. Official code: Megvii-BaseDetection/AutoAssign@62aee98b
+(REFERENCE.md section 3); mmdet's ``AutoAssignHead`` for the small-GT guard.
+
+Rule: every point inside a GT box, on every pyramid level, is both a positive and a negative
+candidate of that GT; positive weights w+ = C(P+) G / sum (confidence x learnable center prior) and
+negative weights 1 - f(1 / (1 - IoU)) turn the candidates into a soft, differentiable assignment.
+
+Differences from the paper:
+
+- Loss normalizers and the center-prior term ``#GT / sum G`` come from the official code (the
+  paper's Eq. 12 does not show them); they live in :class:`dense_assign.losses.AutoAssignLoss`.
+- A GT with no point inside it (smaller than a stride on the offset-0 grid) takes as candidates the
+  ``fallback_topk`` = 9 points with the smallest stride-normalized distance to its centre over all
+  levels, i.e. the highest *fixed* prior G(mu=0, sigma=1) (mmdet's ``force_topk``, which ranks by
+  the learned prior). The official code has no guard: its positive bag is empty (BCE saturates at
+  100) and ``#GT / sum G`` divides by 1e-12. Fallback candidates are treated as inside points
+  everywhere (center prior, weights, negative weights, normalizers), as mmdet does.
+- A point inside several GTs of the same class gets the negative weight of the highest GT index (the
+  official loop over GTs lets the later GT overwrite; here it is made deterministic and vectorized).
+- Explicit objectness (Table 4, "explicit-obj") is not implemented; ``objectness`` is "implicit"
+  (ImpObj) or "none" (Table 4 "no-obj": P(cls) without objectness; the head then has no quality
+  branch).
+- ``confidence`` switches only the confidence inside the weighting C = exp(P / tau) (Table 4
+  "P(cls)-only" / "P(loc)-only", Table 2 "none" = C = 1); the bag confidence P+ of Eq. 12 is always
+  the joint P(cls) P(obj) P(loc), else the box (or class) branch would get no positive gradient.
+- Localization loss: fvcore's GIoU on decoded (x1, y1, x2, y2) boxes; the official code computes the
+  same GIoU in (l, t, r, b) form at the shared point.
+
+What the assigner returns (``AssignResult.pairwise``, one image; P candidate (GT, point) pairs,
+sorted by GT then point; Q negative-weight entries):
+
+=================  =====  ======================================================================
+key                shape  meaning
+=================  =====  ======================================================================
+``gt_idx``         (P,)   GT index of each candidate pair (long)
+``point_idx``      (P,)   point index of each candidate pair (long)
+``center_prior``   (P,)   G (Eq. 2), differentiable in mu, sigma (1 for ``center_prior="none"``)
+``pos_conf``       (P,)   P+ = P(cls|obj) P(obj) P(loc) (Eq. 3-8), differentiable
+``pos_weight``     (P,)   w+ (Eq. 10), *not* detached (gradient into mu, sigma and the head)
+``neg_point``      (Q,)   point of a foreground-probability entry (long)
+``neg_class``      (Q,)   its class channel (long)
+``neg_fg``         (Q,)   f(1 / (1 - IoU)) in (0, 1] (Eq. 11; the negative weight is 1 - f), no grad
+=================  =====  ======================================================================
+
+``(neg_point, neg_class)`` pairs are unique. ``labels`` / ``matched_idxs`` / ``matched_gt_boxes``
+are for analysis only (the loss does not read them): each candidate point takes the GT of its
+largest w+ among the GTs it is a candidate of (ties: lowest GT index) and that GT's class; every
+other point is background (label K, matched index -1).
+
+All work is vectorized, with no loop over GTs or points. The dense (GT, point) parts (inside test,
+fallback ranking, max IoU over GTs) run on chunks of GTs of at most ``chunk_pairs`` pairs; the rest
+works on the pair list, so its memory grows with the number of candidate pairs, not with M x R.
+Measured on CPU with the loss and its backward, 800 x 1333, 80 classes, 1000 GTs: 53k pairs (sides
+up to 100 px) or 670k pairs (up to 400 px), 1.2 / 1.4 GB peak process memory.
+"""
+from typing import Tuple
+
+import torch
+from detectron2.modeling.box_regression import Box2BoxTransformLinear
+from detectron2.structures import Boxes, pairwise_iou
+from fvcore.nn import giou_loss
+from torch import Tensor, nn
+
+from ..registry import ASSIGNER_REGISTRY
+from ..structures import AssignResult, Priors
+from .base import BaseAssigner, point_box_deltas
+
+CENTER_PRIORS = ("none", "fixed", "shared", "per_category")  # Table 3 (+ Table 2 "none")
+CONFIDENCES = ("joint", "cls", "loc", "none")  # Table 4 (+ Table 2 "none": C = 1)
+OBJECTNESS = ("implicit", "none")  # Table 4: ImpObj / "no-obj"
+
+#: lambda of Eq. 4-6, the weight of the localization loss in the joint confidence (Sec. 4.1: 5.0).
+LOC_WEIGHT = 5.0
+#: tau of Eq. 9, temperature of the confidence weighting (Sec. 4.1: 1/3).
+TEMPERATURE = 1.0 / 3
+#: Candidates of a GT with no point inside it (mmdet force_topk, topk=9; not in the paper).
+FALLBACK_TOPK = 9
+#: Clamp of the denominators (official code and mmdet, EPS = 1e-12).
+EPS = 1e-12
+
+
+def _check(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"model.assigner.{name}={value!r}; allowed: {', '.join(allowed)}")
+
+
+@ASSIGNER_REGISTRY.register()
+class AutoAssign(BaseAssigner):
+    """Center weighting x confidence weighting over all points inside each GT (see module doc)."""
+
+    prediction_aware = True
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        center_prior: str = "per_category",
+        confidence: str = "joint",
+        objectness: str = "implicit",
+        loc_weight: float = LOC_WEIGHT,
+        temperature: float = TEMPERATURE,
+        fallback_topk: int = FALLBACK_TOPK,
+        box2box_transform=None,
+        **kwargs,
+    ):
+        """
+        Args:
+            center_prior: "per_category" (learnable (K, 2) mu and sigma, Sec. 3.2), "shared" (one
+                learnable (1, 2) pair), "fixed" (mu 0, sigma 1, not learned) or "none" (G = 1 on
+                every candidate) (Table 3; Table 2 "Center").
+            confidence: what C = exp(P / tau) weights by: "joint" P(cls) P(loc) (Sec. 3.3.2),
+                "cls", "loc" (Table 4) or "none" (C = 1, Table 2 "Conf").
+            objectness: "implicit" (P(cls) = P(cls|obj) P(obj), Eq. 3; needs the head's
+                objectness branch) or "none" (Table 4 "no-obj").
+            loc_weight: lambda, P(loc) = exp(-lambda GIoU loss) (Eq. 6).
+            temperature: tau of Eq. 9.
+            fallback_topk: candidates of a GT without an inside point (see module doc).
+            box2box_transform: decodes the head's box output against the prior boxes; the model's
+                (the config passes ``${..box2box_transform}``). Default:
+                ``Box2BoxTransformLinear(normalize_by_size=True)``: (l, t, r, b) =
+                relu(out) x stride.
+            chunk_pairs: see :class:`BaseAssigner`.
+        """
+        super().__init__(num_classes=num_classes, **kwargs)
+        _check("center_prior", center_prior, CENTER_PRIORS)
+        _check("confidence", confidence, CONFIDENCES)
+        _check("objectness", objectness, OBJECTNESS)
+        if not loc_weight >= 0 or not temperature > 0 or int(fallback_topk) < 1:
+            raise ValueError(
+                "model.assigner needs loc_weight >= 0, temperature > 0 and fallback_topk >= 1, got "
+                f"{loc_weight}, {temperature}, {fallback_topk}"
+            )
+        self.center_prior_mode = center_prior
+        self.confidence = confidence
+        self.objectness = objectness
+        self.loc_weight = float(loc_weight)
+        self.temperature = float(temperature)
+        self.fallback_topk = int(fallback_topk)
+        self.box2box_transform = box2box_transform or Box2BoxTransformLinear(normalize_by_size=True)
+        # mu = 0, sigma = 1 at start (official code, L79-80; mmdet CenterPrior)
+        rows = self.num_classes if center_prior == "per_category" else 1
+        if center_prior in ("per_category", "shared"):
+            self.mu = nn.Parameter(torch.zeros(rows, 2))
+            self.sigma = nn.Parameter(torch.ones(rows, 2))
+        elif center_prior == "fixed":
+            self.register_buffer("mu", torch.zeros(1, 2))
+            self.register_buffer("sigma", torch.ones(1, 2))
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, center_prior={self.center_prior_mode}, "
+            f"confidence={self.confidence}, objectness={self.objectness}, "
+            f"loc_weight={self.loc_weight}, temperature={self.temperature:.4g}"
+        )
+
+    # ------------------------------------------------------------------------- entry
+    def forward(self, priors: Priors, gt_instances, predictions=None, image_size=None):
+        # no shortcut for M = 0: the (empty) pair computation keeps mu, sigma and every head output
+        # in the graph, so an image without GT still gives DDP-safe zero positive / center losses
+        if predictions is None:
+            raise ValueError("AutoAssign is prediction-aware: call it with the image's predictions")
+        return self.assign(priors, gt_instances, predictions=predictions, image_size=image_size)
+
+    # ------------------------------------------------------------------------- candidates
+    @torch.no_grad()
+    def candidate_pairs(self, priors: Priors, gt_boxes: Tensor) -> Tuple[Tensor, Tensor, int]:
+        """(GT, point) candidate pairs sorted by GT then point, and the number of fallback GTs.
+
+        Candidates are the points strictly inside the GT (min(l, t, r, b) > 0, official code) on
+        every level; a GT without any takes its ``fallback_topk`` nearest points by
+        stride-normalized distance to its centre.
+        """
+        num_gt, num_points = len(gt_boxes), len(priors)
+        none = torch.zeros(0, dtype=torch.long, device=gt_boxes.device)
+        gts, pts, num_fallback = [none], [none], 0
+        if num_points == 0:
+            return none, none, num_fallback
+        for start, end in self.gt_chunks(num_gt, num_points):
+            inside = point_box_deltas(priors.centers, gt_boxes[start:end]).min(dim=2).values > 0
+            g, p = inside.nonzero(as_tuple=True)
+            empty = (~inside.any(dim=1)).nonzero(as_tuple=True)[0]
+            if len(empty):
+                num_fallback += len(empty)
+                k = min(self.fallback_topk, num_points)
+                top = self._normalized_distance(priors, gt_boxes[start + empty])
+                top = top.topk(k, dim=1, largest=False).indices.sort(dim=1).values  # (f, k)
+                g = torch.cat([g, empty[:, None].expand(-1, k).reshape(-1)])
+                p = torch.cat([p, top.reshape(-1)])
+                order = torch.argsort(g * num_points + p)
+                g, p = g[order], p[order]
+            gts.append(g + start)
+            pts.append(p)
+        return torch.cat(gts), torch.cat(pts), num_fallback
+
+    @staticmethod
+    def _normalized_distance(priors: Priors, boxes: Tensor) -> Tensor:
+        """(m, R) squared distance of every point to each box centre, in strides of its level."""
+        centers = (boxes[:, :2] + boxes[:, 2:]) / 2
+        d = (priors.centers[None] - centers[:, None]) / priors.strides[None, :, None]
+        return (d**2).sum(dim=2)
+
+    # ------------------------------------------------------------------------- pair values
+    def center_prior(
+        self, priors: Priors, gt_boxes: Tensor, gt_classes: Tensor, gt_idx: Tensor, pt_idx: Tensor
+    ) -> Tensor:
+        """G (Eq. 2) of each pair: prod over x, y of exp(-(d - mu)^2 / (2 sigma^2)), with d the
+        signed (point - GT centre) / stride of the point's level (Sec. 3.2)."""
+        if self.center_prior_mode == "none":
+            return priors.centers.new_ones(len(gt_idx))
+        centers = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+        d = (priors.centers[pt_idx] - centers[gt_idx]) / priors.strides[pt_idx, None]
+        rows = gt_classes[gt_idx] if self.center_prior_mode == "per_category" else gt_idx * 0
+        mu, sigma = self.mu[rows], self.sigma[rows]
+        return torch.exp(-((d - mu) ** 2) / (2 * sigma**2)).prod(dim=1)
+
+    def class_confidence(self, predictions, gt_classes: Tensor, gt_idx: Tensor, pt_idx: Tensor):
+        """P(cls) = P(cls|obj) P(obj) of each pair at its GT's class (Eq. 3)."""
+        prob = predictions.logits[pt_idx, gt_classes[gt_idx]].sigmoid()
+        if self.objectness == "implicit":
+            if predictions.quality is None:
+                raise ValueError(
+                    "model.assigner.objectness='implicit' needs the head's objectness branch "
+                    "(model.head.quality='objectness')"
+                )
+            prob = prob * predictions.quality[pt_idx, 0].sigmoid()
+        return prob
+
+    # ------------------------------------------------------------------------- assignment
+    def assign(self, priors: Priors, gt_instances, predictions=None, image_size=None):
+        gt_boxes = gt_instances.gt_boxes.tensor
+        gt_classes = gt_instances.gt_classes
+        num_gt, num_points = len(gt_boxes), len(priors)
+        gt_idx, pt_idx, num_fallback = self.candidate_pairs(priors, gt_boxes)
+
+        # --- positive side (differentiable): G, P+, C, w+ (Eq. 2-10)
+        center = self.center_prior(priors, gt_boxes, gt_classes, gt_idx, pt_idx)
+        pred_boxes = self.box2box_transform.apply_deltas(predictions.deltas, priors.boxes)  # (R, 4)
+        p_cls = self.class_confidence(predictions, gt_classes, gt_idx, pt_idx)
+        loc_loss = giou_loss(pred_boxes[pt_idx], gt_boxes[gt_idx], reduction="none")
+        p_loc = torch.exp(-self.loc_weight * loc_loss)  # Eq. 6-7
+        pos_conf = p_cls * p_loc  # P+ (Eq. 8)
+        if self.confidence == "none":
+            conf_weight = torch.ones_like(pos_conf)
+        else:
+            conf = {"joint": pos_conf, "cls": p_cls, "loc": p_loc}[self.confidence]
+            conf_weight = torch.exp(conf / self.temperature)  # C (Eq. 9)
+        weighted = conf_weight * center
+        denom = weighted.new_zeros(num_gt).index_add(0, gt_idx, weighted)
+        pos_weight = weighted / denom.clamp(min=EPS)[gt_idx]  # w+ (Eq. 10), not detached
+
+        # --- negative side (no gradient): f(1 / (1 - max IoU)) per GT (Eq. 11)
+        neg_point, neg_class, neg_fg = self.foreground_probability(
+            pred_boxes.detach(), gt_boxes, gt_classes, gt_idx, pt_idx
+        )
+
+        # --- hard labels, for analysis only
+        with torch.no_grad():
+            w = pos_weight.detach()
+            best = w.new_full((num_points,), -float("inf")).scatter_reduce(
+                0, pt_idx, w, reduce="amax"
+            )
+            is_best = w == best[pt_idx]
+            matched = torch.full((num_points,), num_gt, dtype=torch.long, device=w.device)
+            matched = matched.scatter_reduce(0, pt_idx[is_best], gt_idx[is_best], reduce="amin")
+            matched[matched == num_gt] = -1
+        if num_gt == 0:
+            result = self.empty_result(priors)
+        else:
+            result = self.result_from_matches(gt_instances, matched)
+        result.pairwise = {
+            "gt_idx": gt_idx,
+            "point_idx": pt_idx,
+            "center_prior": center,
+            "pos_conf": pos_conf,
+            "pos_weight": pos_weight,
+            "neg_point": neg_point,
+            "neg_class": neg_class,
+            "neg_fg": neg_fg,
+        }
+        result.stats.update(
+            {
+                "num_gt": float(num_gt),
+                "num_pairs": float(len(gt_idx)),
+                "gt_fallback": float(num_fallback),
+            }
+        )
+        return result
+
+    @torch.no_grad()
+    def foreground_probability(
+        self,
+        pred_boxes: Tensor,
+        gt_boxes: Tensor,
+        gt_classes: Tensor,
+        gt_idx: Tensor,
+        pt_idx: Tensor,
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Sparse foreground-probability map F: (point, class, f) entries, unique (point, class).
+
+        IoU_j = max over *all* GTs of IoU(decoded box of point j, GT) (official code); for the
+        candidates of GT i, v = 1 / (1 - IoU_j) is min-max normalized over that GT's candidates,
+        f = (v - min + eps) / (max - min + eps), and written at GT i's class channel. Where a point
+        is a candidate of several GTs of one class, the highest GT index wins (the official loop
+        lets the later GT overwrite).
+        """
+        device = pred_boxes.device
+        if len(gt_idx) == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return empty, empty.clone(), pred_boxes.new_zeros(0)
+        points = torch.unique(pt_idx)  # sorted
+        boxes = Boxes(pred_boxes[points])
+        max_iou = pred_boxes.new_zeros(len(points))
+        for start, end in self.gt_chunks(len(gt_boxes), len(points)):
+            iou = pairwise_iou(Boxes(gt_boxes[start:end]), boxes)  # (m, U)
+            max_iou = torch.maximum(max_iou, iou.max(dim=0).values)
+        v = 1.0 / (1.0 - max_iou).clamp(min=EPS)
+        v = v[torch.searchsorted(points, pt_idx)]  # per pair
+        num_gt = len(gt_boxes)
+        vmin = v.new_full((num_gt,), float("inf")).scatter_reduce(0, gt_idx, v, reduce="amin")
+        vmax = v.new_full((num_gt,), -float("inf")).scatter_reduce(0, gt_idx, v, reduce="amax")
+        fg = (v - vmin[gt_idx] + EPS) / (vmax[gt_idx] - vmin[gt_idx] + EPS)
+        cls = gt_classes[gt_idx]
+        key = pt_idx * self.num_classes + cls
+        unique_keys, inverse = torch.unique(key, return_inverse=True)
+        last = torch.full((len(unique_keys),), -1, dtype=torch.long, device=device)
+        last = last.scatter_reduce(0, inverse, gt_idx, reduce="amax")
+        keep = gt_idx == last[inverse]
+        return pt_idx[keep], cls[keep], fg[keep]
