@@ -78,3 +78,35 @@ def test_priors_layout():
     assert p.centers[24].tolist() == [8, 8] and p.strides[24].item() == 16
     assert torch.equal(p.levels, torch.tensor([0] * 24 + [1] * 6))
     assert (p.boxes[:, 2] - p.boxes[:, 0]).tolist() == [8.0] * 24 + [16.0] * 6
+
+
+def test_assignment_statistics_hand_case():
+    from dense_assign.assigners import FCOSAssigner
+    from dense_assign.evaluation import assignment_statistics
+
+    priors = make_priors(image_size=(32, 32), strides=(8, 16))
+    # same hand case as tests/test_assigners.py::test_fcos_hand_case: GT A gets 4 level-0
+    # positives, GT B 1 on level 0 and 4 on level 1; a second image has one GT with no positive
+    a, b = [0.0, 0.0, 20.0, 20.0], [6.0, 6.0, 30.0, 30.0]
+    gt1 = make_instances([a, b], [0, 1], (32, 32))
+    gt2 = make_instances([[4.0, 4.0, 12.0, 12.0]], [0], (32, 32))  # corners on points: none inside
+    assigner = FCOSAssigner(num_classes=2, scale_ranges=[(0, 16), (16, 1e8)])
+    results = [assigner(priors, gt1), assigner(priors, gt2)]
+    stats = assignment_statistics(priors, results, [gt1, gt2], num_classes=2)
+    assert stats["pos_per_gt_mean"] == pytest.approx(9 / 3)
+    assert stats["pos_per_gt_min"] == 0
+    assert stats["gt_without_pos_frac"] == pytest.approx(1 / 3)
+    assert stats["pos_frac_level0"] == pytest.approx(5 / 9)
+    assert stats["pos_frac_level1"] == pytest.approx(4 / 9)
+    # prior boxes: level-0 8x8 squares inside A (IoU 64/400 each); (20,20) square [16,16,24,24]
+    # inside B (64/576); level-1 16x16 squares centred at (8|24, 8|24) vs B
+    def iou(p, g):
+        ix = max(0.0, min(p[2], g[2]) - max(p[0], g[0]))
+        iy = max(0.0, min(p[3], g[3]) - max(p[1], g[1]))
+        inter = ix * iy
+        area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+        return inter / (area(p) + area(g) - inter)
+
+    lvl1 = [[0, 0, 16, 16], [16, 0, 32, 16], [0, 16, 16, 32], [16, 16, 32, 32]]
+    expected = (4 * 64 / 400 + 64 / 576 + sum(iou(p, b) for p in lvl1)) / 9
+    assert stats["pos_prior_iou_mean"] == pytest.approx(expected, rel=1e-6)

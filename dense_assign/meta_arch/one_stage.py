@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..registry import ASSIGNER_REGISTRY, build_from_registry
 from ..structures import AssignResult, DensePredictions, Priors
+from ..evaluation.assignment_stats import assignment_statistics
 from ..losses.dense_loss import put_scalar
 from .scoring import SCORE_FUNCTIONS, compute_scores, needs_quality
 
@@ -186,7 +187,7 @@ class OneStageDetector(DenseDetector):
         preds = self._flatten_predictions(features, predictions)
         priors = self.build_priors(features)
         assignments = self.assign(priors, preds, gt_instances, images.image_sizes)
-        self._log_assignment_stats(assignments)
+        self._log_assignment_stats(priors, assignments, gt_instances)
         losses = self.loss(
             priors=priors,
             predictions=preds,
@@ -207,14 +208,10 @@ class OneStageDetector(DenseDetector):
             merged[name] = torch.stack(terms).sum() / len(assignments)
         return merged
 
-    @staticmethod
-    def _log_assignment_stats(assignments: List[AssignResult]):
-        num_gt = sum(a.stats.get("num_gt", 0.0) for a in assignments)
-        if num_gt > 0:
-            num_pos = sum(a.stats.get("num_pos", 0.0) for a in assignments)
-            put_scalar("assign/pos_per_gt", num_pos / num_gt)
-            missing = sum(a.stats.get("gt_without_pos", 0.0) for a in assignments)
-            put_scalar("assign/gt_without_pos_frac", missing / num_gt)
+    def _log_assignment_stats(self, priors, assignments: List[AssignResult], gt_instances):
+        stats = assignment_statistics(priors, assignments, gt_instances, self.num_classes)
+        for name, value in stats.items():
+            put_scalar(f"assign/{name}", value)
 
     # ------------------------------------------------------------------ inference
     def forward(self, batched_inputs):

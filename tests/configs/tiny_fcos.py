@@ -1,6 +1,6 @@
 """A tiny FCOS on the ``synthetic_tiny`` dataset, for the train_net.py tests: CPU, seconds per run.
 
-detectron2's own ``FCOS`` with a ResNet-18 (trainable BN) + FPN of 32 channels, 128-pixel images,
+The project's FCOS (OneStageDetector) with a ResNet-18 (trainable BN) + FPN of 32 channels, 128-pixel images,
 batch 2, 6 iterations from scratch. ``import dense_assign.data`` (done by train_net.py) registers
 ``synthetic_tiny_{train,val}``; they are generated under ``$DETECTRON2_DATASETS`` (default
 ``./datasets``) on first use.
@@ -18,43 +18,32 @@ from detectron2.data import (
 )
 from detectron2.evaluation import COCOEvaluator
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.backbone import FPN, BasicStem, ResNet
-from detectron2.modeling.backbone.fpn import LastLevelP6P7
-from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
 from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import CosineParamScheduler
+
+from dense_assign.model_zoo import get_config
 
 NUM_CLASSES = 7  # dense_assign.data.SYNTHETIC_CLASSES
 CHANNELS = 32
 IMAGE_SIZE = 128
 
-model = L(FCOS)(
-    backbone=L(FPN)(
-        bottom_up=L(ResNet)(
-            stem=L(BasicStem)(in_channels=3, out_channels=64, norm="BN"),
-            stages=L(ResNet.make_default_stages)(depth=18, norm="BN"),
-            out_features=["res3", "res4", "res5"],
-            freeze_at=0,
-        ),
-        in_features=["res3", "res4", "res5"],
-        out_channels=CHANNELS,
-        top_block=L(LastLevelP6P7)(in_channels=CHANNELS, out_channels=CHANNELS, in_feature="p5"),
-    ),
-    head=L(FCOSHead)(
-        input_shape=[ShapeSpec(channels=CHANNELS)] * 5,
-        conv_dims=[CHANNELS],
-        num_classes="${..num_classes}",
-        norm="GN",
-        prior_prob=0.01,
-    ),
-    head_in_features=["p3", "p4", "p5", "p6", "p7"],
-    num_classes=NUM_CLASSES,
-    # Low, so that a model trained for a few iterations still has detections to evaluate.
-    test_score_thresh=0.01,
-    # BGR (DatasetMapper's default image_format), ImageNet statistics.
-    pixel_mean=[103.530, 116.280, 123.675],
-    pixel_std=[57.375, 57.120, 58.395],
-)
+# The project's FCOS (configs/common/models/fcos.py, official recipe: OneStageDetector + FCOSAssigner
+# + DenseLoss), shrunk to a ResNet-18 FPN of 32 channels with one conv per head tower.
+model = get_config("common/models/fcos.py").model
+model.backbone.bottom_up.stages.depth = 18
+model.backbone.bottom_up.stages.norm = "BN"
+model.backbone.bottom_up.stem.norm = "BN"
+model.backbone.bottom_up.freeze_at = 0
+del model.backbone.bottom_up.stages.stride_in_1x1
+model.backbone.out_channels = CHANNELS
+model.backbone.top_block.in_channels = CHANNELS
+model.head.input_shape = [ShapeSpec(channels=CHANNELS)] * 5
+model.head.conv_dims = [CHANNELS]
+model.num_classes = NUM_CLASSES
+# Low, so that a model trained for a few iterations still has detections to evaluate.
+model.test_score_thresh = 0.01
+# ImageNet statistics for a model trained from scratch.
+model.pixel_std = [57.375, 57.120, 58.395]
 
 dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(

@@ -1,0 +1,3 @@
+from .assignment_stats import assignment_counts, assignment_statistics
+
+__all__ = ["assignment_counts", "assignment_statistics"]
