@@ -1,0 +1,299 @@
+"""Tests of the evidence tools (``python -m dense_assign.tools.<name>``) on CPU.
+
+The tools run in this process (``main(argv)``), except one ``python -m`` subprocess for the
+command line itself, on the generated ``synthetic_tiny`` dataset, registered for this module under a
+temporary ``DETECTRON2_DATASETS`` (the tests of train_net.py give their subprocesses the same).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import dense_assign.modeling  # noqa: F401  (registers every assigner)
+from dense_assign.registry import ASSIGNER_REGISTRY
+
+from .helpers import make_priors
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_FCOS = str(ROOT / "tests" / "configs" / "tiny_fcos.py")
+AUTOASSIGN = str(ROOT / "configs" / "Synthetic-Detection" / "autoassign_R_18_FPN.py")
+TINY_VAL = "synthetic_tiny_val"
+
+
+@pytest.fixture(scope="module")
+def tiny_datasets(tmp_path_factory):
+    """The synthetic datasets registered under a temporary root for this module, then back."""
+    import dense_assign.data as data
+
+    root = tmp_path_factory.mktemp("detectron2_datasets")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DETECTRON2_DATASETS", str(root))
+    data.register_all_synthetic()
+    yield root
+    patch.undo()
+    data.register_all_synthetic()
+
+
+# ------------------------------------------------------------------------ visualize_assignment
+def _assert_pngs(paths, num, size):
+    assert len(paths) == num
+    for path in paths:
+        assert os.path.isfile(path) and path.endswith(".png")
+        with Image.open(path) as im:
+            assert im.format == "PNG"
+            assert im.size == size
+            # a drawing, not an empty canvas: the image and coloured markers
+            assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 1000
+
+
+def test_visualize_fcos_writes_one_png_per_image(tiny_datasets, tmp_path):
+    from dense_assign.tools import visualize_assignment as vis
+
+    out = tmp_path / "vis_fcos"
+    paths = vis.main(["--config-file", TINY_FCOS, "--num-images", "2", "--output", str(out)])
+    assert vis.figure_size_px(5) == (1440, 800)  # overview + P3..P7, 3 columns
+    _assert_pngs(paths, 2, (1440, 800))
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in paths)
+    assert [os.path.basename(p)[:4] for p in sorted(paths)] == ["000_", "001_"]
+
+
+def test_visualize_autoassign_uses_soft_weights(tiny_datasets, tmp_path):
+    from dense_assign import tools
+    from dense_assign.tools import visualize_assignment as vis
+
+    out = tmp_path / "vis_autoassign"
+    args = ["--config-file", AUTOASSIGN, "--dataset", TINY_VAL, "--num-images", "2"]
+    paths = vis.main(args + ["--output", str(out)])
+    _assert_pngs(paths, 2, (1440, 800))
+
+    # what is drawn: every candidate pair, weights = w+ relative to the GT's largest
+    cfg = tools.load_tool_config(AUTOASSIGN)
+    model = tools.load_model(cfg)
+    inputs = next(tools.iter_mapped_inputs(cfg, TINY_VAL, 1))
+    assignment = tools.assign_image(model, inputs)
+    overlay = vis._Overlay(model, assignment)
+    pairs = assignment.result.pairwise
+    assert overlay.kind == "autoassign" and overlay.weighted
+    assert torch.equal(overlay.pts, pairs["point_idx"].cpu())
+    top = torch.zeros(len(assignment.gt)).scatter_reduce(0, overlay.pt_gts, overlay.weights, "amax")
+    covered = torch.unique(overlay.pt_gts)
+    assert torch.allclose(top[covered], torch.ones(len(covered)))
+    # one 1-sigma ellipse per GT and level
+    assert len(overlay.ellipses) == len(assignment.gt) * assignment.priors.num_levels
+    assert "RANDOMLY INITIALIZED" in vis._title(
+        vis.build_parser().parse_args(args + ["--output", str(out)]), model, inputs, assignment
+    )
+
+
+# ------------------------------------------------------------------------------- benchmark
+def test_benchmark_assign_tiny(tmp_path, capsys):
+    from dense_assign.tools import benchmark
+
+    out = tmp_path / "bench.json"
+    argv = [
+        "--image-size",
+        "256",
+        "320",
+        "--num-gt",
+        "1",
+        "10",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--parts",
+        "assign",
+        "--output",
+        str(out),
+    ]
+    benchmark.main(argv)
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["parts"] == ["assign"] and "train" not in data and "inference" not in data
+    assert data["detectron2_fcos_matching"] in ("match_anchors", "_match_anchors")
+    rows = {r["name"]: r for r in data["assign"]["rows"]}
+    registered = {name for name, _ in ASSIGNER_REGISTRY}
+    assert set(rows) == registered | {benchmark.D2_FCOS, benchmark.D2_RETINANET}
+    # 256x320 (padded: 256x320) points P3-P7: 32*40 + 16*20 + 8*10 + 4*5 + 2*3
+    assert rows["FCOSAssigner"]["num_priors"] == rows[benchmark.D2_FCOS]["num_priors"] == 1706
+    assert (
+        rows["MaxIoUAssigner"]["num_priors"]
+        == rows[benchmark.D2_RETINANET]["num_priors"]
+        == 9 * 1706
+    )
+    for name, row in rows.items():
+        assert set(row["results"]) == {"1", "10"}, name
+        for res in row["results"].values():
+            assert res["time_ms"] > 0, name
+            assert res["peak_mem_mb"] is not None and res["peak_mem_mb"] > 0, name
+        assert row["prediction_aware"] == (name in ("AutoAssign", "SAPDAssigner"))
+    for res in rows[benchmark.D2_FCOS]["results"].values():
+        assert res["ratio_to_d2_fcos"] == 1.0
+    fcos = rows["FCOSAssigner"]["results"]["10"]
+    d2 = rows[benchmark.D2_FCOS]["results"]["10"]
+    assert fcos["ratio_to_d2_fcos"] == pytest.approx(fcos["time_ms"] / d2["time_ms"])
+    # the markdown table: a row per assigner and for detectron2's FCOS / RetinaNet
+    table_rows = [line for line in printed.splitlines() if line.startswith("| ")]
+    assert table_rows[0].startswith("| assigner | source | priors | M=1 | M=10 |")
+    names = {line.split("|")[1].strip() for line in table_rows[1:]}
+    assert names == set(rows)
+
+
+def test_peak_extra_memory_is_the_allocation_peak():
+    from dense_assign.tools.benchmark import peak_extra_memory
+
+    def fn():
+        a = torch.ones(1 << 20, dtype=torch.uint8)  # 1 MiB
+        b = torch.ones(3 << 20, dtype=torch.uint8)  # + 3 MiB: peak 4 MiB
+        del a, b
+        return torch.ones(2 << 20, dtype=torch.uint8)  # 2 MiB, below the peak
+
+    assert peak_extra_memory(fn, "cpu") == 4 << 20
+
+
+# --------------------------------------------------------------------------------- compare
+def _fake_run(folder: Path, ap: float, times, iterations):
+    folder.mkdir(parents=True)
+    metrics = {"AP": ap, "AP50": ap + 20, "AP75": ap - 5, "APs": None, "APm": ap / 2, "APl": ap * 2}
+    (folder / "final_results.json").write_text(json.dumps({"bbox": metrics}))
+    lines = [{"iteration": it, "time": t, "total_loss": 1.0} for it, t in zip(iterations, times)]
+    lines.append({"iteration": iterations[-1], "bbox/AP": ap})  # the evaluation's line
+    (folder / "metrics.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return metrics
+
+
+def test_compare_collect_only(tmp_path):
+    a = _fake_run(tmp_path / "runs" / "fcos", 12.5, [0.5, 0.7], [19, 39])
+    b = _fake_run(tmp_path / "runs" / "atss", 14.0, [0.25, 0.25, 0.25], [9, 19, 29])
+    out = tmp_path / "compare"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dense_assign.tools.compare",
+        "--collect-only",
+        str(tmp_path / "runs" / "fcos"),
+        str(tmp_path / "runs" / "atss"),
+        "--output",
+        str(out),
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    data = json.loads((out / "results.json").read_text())
+    assert data["mode"] == "collected"
+    runs = {r["name"]: r for r in data["runs"]}
+    assert list(runs) == ["fcos", "atss"]
+    for name, metrics in (("fcos", a), ("atss", b)):
+        for key, value in metrics.items():
+            assert runs[name][key] == value, (name, key)
+    # 20 iterations at 0.5 s + 20 at 0.7 s; 3 x 10 at 0.25 s
+    assert runs["fcos"]["train_time_s"] == pytest.approx(24.0)
+    assert runs["fcos"]["iterations"] == 40
+    assert runs["fcos"]["s_per_iter"] == pytest.approx(0.6)
+    assert runs["atss"]["train_time_s"] == pytest.approx(7.5)
+
+    md = (out / "results.md").read_text()
+    assert "| fcos | 12.5 | 32.5 | 7.5 | - | 6.2 | 25.0 | 40 | 24.0 | 0.600 |" in md
+    assert "| atss | 14.0 | 34.0 | 9.0 | - | 7.0 | 28.0 | 30 | 7.5 | 0.250 |" in md
+    assert "| fcos | 12.5 |" in proc.stdout
+    with Image.open(out / "results.png") as im:
+        assert im.format == "PNG" and im.size[0] >= 600 and im.size[1] == 450
+
+
+def test_compare_collect_only_names_missing_file(tmp_path, capsys):
+    from dense_assign.tools import compare
+
+    (tmp_path / "unfinished").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        compare.main(["--collect-only", str(tmp_path / "unfinished"), "--output", str(tmp_path)])
+    assert exc.value.code == 2
+    assert str(tmp_path / "unfinished" / "final_results.json") in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ analyze_assignment
+def _direct_fcos_counts():
+    """Positives of FCOSAssigner (tiny_fcos.py's settings) computed without the tool: dataset
+    dicts, test-time resize, priors on the padded input, the assigner called directly."""
+    import detectron2.data.transforms as T
+    from detectron2.data import DatasetCatalog, DatasetMapper
+
+    from dense_assign.assigners import FCOSAssigner
+
+    mapper = DatasetMapper(
+        is_train=True, augmentations=[T.ResizeShortestEdge(128, 256)], image_format="BGR"
+    )
+    assigner = FCOSAssigner(num_classes=7, center_sampling_radius=1.5)
+    totals = {"num_gt": 0, "num_pos": 0, "gt_without_pos": 0, "per_level": torch.zeros(5)}
+    by_size = {"small": 0, "medium": 0, "large": 0}
+    for d in DatasetCatalog.get(TINY_VAL):
+        inputs = mapper(dict(d))
+        h, w = inputs["image"].shape[-2:]
+        padded = (-(-h // 32) * 32, -(-w // 32) * 32)
+        priors = make_priors(image_size=padded, strides=(8, 16, 32, 64, 128))
+        gt = inputs["instances"]
+        result = assigner(priors, gt, image_size=(h, w))
+        pos = (result.labels >= 0) & (result.labels < 7)
+        totals["num_gt"] += len(gt)
+        totals["num_pos"] += int(pos.sum())
+        totals["gt_without_pos"] += len(gt) - len(torch.unique(result.matched_idxs[pos]))
+        totals["per_level"] += torch.bincount(priors.levels[pos], minlength=5)
+        area = gt.gt_boxes.area() * (d["width"] * d["height"]) / float(w * h)
+        by_size["small"] += int((area < 32 ** 2).sum())
+        by_size["large"] += int((area >= 96 ** 2).sum())
+    by_size["medium"] = totals["num_gt"] - by_size["small"] - by_size["large"]
+    return totals, by_size
+
+
+def test_analyze_assignment_totals_match_the_assigner(tiny_datasets, tmp_path, capsys):
+    from dense_assign.tools import analyze_assignment
+
+    out = tmp_path / "analysis.json"
+    analyze_assignment.main(["--config-file", TINY_FCOS, "--output", str(out)])
+    printed = capsys.readouterr().out
+    stats = json.loads(out.read_text())
+    assert stats["assigner"] == "FCOSAssigner" and stats["num_images"] == 4
+    totals, by_size = _direct_fcos_counts()
+    everything = stats["buckets"]["all"]
+    assert totals["num_pos"] > 0
+    assert everything["num_gt"] == totals["num_gt"]
+    assert everything["num_pos"] == totals["num_pos"]
+    assert everything["gt_without_pos"] == totals["gt_without_pos"]
+    assert list(everything["pos_per_level"].values()) == totals["per_level"].long().tolist()
+    assert everything["pos_per_gt_mean"] == pytest.approx(totals["num_pos"] / totals["num_gt"])
+    # the size buckets partition the GTs and the positives
+    buckets = [stats["buckets"][b] for b in ("small", "medium", "large")]
+    assert [b["num_gt"] for b in buckets] == [by_size[b] for b in ("small", "medium", "large")]
+    assert sum(b["num_pos"] for b in buckets) == totals["num_pos"]
+    assert sum(b["gt_without_pos"] for b in buckets) == totals["gt_without_pos"]
+    # the printed table has the totals
+    row = next(line for line in printed.splitlines() if line.startswith("| all |"))
+    assert row.split("|")[2:4] == [f" {totals['num_gt']} ", f" {totals['num_pos']} "]
+
+
+def test_analyze_assignment_names_a_bad_dataset(tiny_datasets, tmp_path, capsys):
+    from dense_assign.tools import analyze_assignment
+
+    with pytest.raises(SystemExit):
+        analyze_assignment.main(
+            [
+                "--config-file",
+                TINY_FCOS,
+                "--dataset",
+                "no_such_dataset",
+                "--output",
+                str(tmp_path / "x.json"),
+            ]
+        )
+    assert "--dataset 'no_such_dataset' is not a registered dataset" in capsys.readouterr().err
