@@ -7,7 +7,7 @@ DEMO_CONFIG ?= configs/Synthetic-Detection/fcos_R_18_FPN.py
 DEMO_OUTPUT ?= output/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-long clean-output
+.PHONY: install demo test test-long compare benchmark visualize clean-output
 
 install: $(STAMP)
 
@@ -25,6 +25,20 @@ test: $(STAMP)
 
 test-long: $(STAMP)
 	$(PY) -m pytest tests -m long $(PYTEST_ARGS)
+
+# Evidence tools (dense_assign/tools/README.md)
+COMPARE_OUTPUT ?= output/compare
+compare: $(STAMP)
+	$(PY) -m dense_assign.tools.compare --output $(COMPARE_OUTPUT) --skip-existing
+
+BENCHMARK_OUTPUT ?= output/benchmark.json
+benchmark: $(STAMP)
+	$(PY) -m dense_assign.tools.benchmark --output $(BENCHMARK_OUTPUT)
+
+VIS_CONFIG ?= configs/Synthetic-Detection/atss_R_18_FPN.py
+visualize: $(STAMP)
+	$(PY) -m dense_assign.tools.visualize_assignment --config-file $(VIS_CONFIG) --num-images 4 \
+		--output output/vis_assignment/$(notdir $(basename $(VIS_CONFIG)))
 
 clean-output:
 	rm -rf output
