@@ -35,6 +35,42 @@ def get_config(config_path: str):
     return LazyConfig.load(get_config_file(config_path))
 
 
+def resnext_stages(
+    *,
+    depth: int = 101,
+    num_groups: int = 32,
+    width_per_group: int = 8,
+    norm: str = "FrozenBN",
+    stride_in_1x1: bool = False,
+):
+    """ResNeXt stages for detectron2's ``ResNet`` in a LazyConfig (``make_default_stages`` fixes the
+    bottleneck width to out_channels / 4, so it cannot build ResNeXt): bottleneck channels
+    ``num_groups * width_per_group`` in res2, doubling at each stage, as detectron2's
+    ``build_resnet_backbone`` does for X-101-32x8d."""
+    from detectron2.modeling.backbone.resnet import BottleneckBlock, ResNet
+
+    blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
+    if depth not in blocks:
+        raise ValueError(f"resnext_stages: depth must be one of {sorted(blocks)}, got {depth}")
+    stages, in_channels, bottleneck = [], 64, num_groups * width_per_group
+    for i, (n, out_channels) in enumerate(zip(blocks[depth], [256, 512, 1024, 2048])):
+        stages.append(
+            ResNet.make_stage(
+                block_class=BottleneckBlock,
+                num_blocks=n,
+                stride_per_block=[1 if i == 0 else 2] + [1] * (n - 1),
+                in_channels=in_channels,
+                out_channels=out_channels,
+                bottleneck_channels=bottleneck,
+                num_groups=num_groups,
+                norm=norm,
+                stride_in_1x1=stride_in_1x1,
+            )
+        )
+        in_channels, bottleneck = out_channels, bottleneck * 2
+    return stages
+
+
 def step_schedule(
     *,
     max_iter: int,

@@ -28,7 +28,7 @@ from dense_assign.engine import launcher as launcher_mod
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_NET = ROOT / "train_net.py"
 CONFIG = ROOT / "tests" / "configs" / "tiny_fcos.py"
-LOSS_KEYS = ("total_loss", "loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr")
+LOSS_KEYS = ("total_loss", "loss_cls", "loss_box_reg", "loss_centerness")
 MAX_ITER = 6  # of the config; checkpointer.period is 3
 
 
@@ -293,7 +293,7 @@ def test_overrides_are_checked():
             "train.vis_predictions=4",  # a key the project reads with a default
             "train.ddp.device_ids=null",  # DDP keyword argument
             "model.test_nms_thresh=0.5",  # existing argument of a LazyCall
-            "model.focal_loss_gamma=1.5",  # new argument of a LazyCall
+            "model.test_score_alpha=0.4",  # constructor argument the config does not set
             "model.backbone.bottom_up.freeze_at=1",
             "+train.my_note=hello",  # explicitly added
         ],
@@ -301,7 +301,7 @@ def test_overrides_are_checked():
     assert cfg.train.max_iter == 3 and cfg.train.vis_predictions == 4
     assert cfg.train.ddp.device_ids is None
     assert cfg.model.test_nms_thresh == 0.5 and cfg.model.backbone.bottom_up.freeze_at == 1
-    assert cfg.model.focal_loss_gamma == 1.5
+    assert cfg.model.test_score_alpha == 0.4
     assert cfg.train.my_note == "hello"
     assert engine.cfg_get(cfg, "train.absent.key", 7) == 7
 
