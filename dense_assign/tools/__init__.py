@@ -39,6 +39,20 @@ class ToolError(ValueError):
     """A bad command-line argument or input file of a tool (reported in one line)."""
 
 
+def run_cli(build_parser, run, argv=None, log_dir: Optional[str] = None):
+    """The command-line entry of a tool: parse ``argv``, set up logging, run; a bad config, key
+    or flag (ConfigError / ToolError) ends with one error line naming it (exit code 2)."""
+    from ..engine import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_tool_logging(log_dir)
+    try:
+        return run(args)
+    except (ConfigError, ToolError) as e:
+        parser.error(str(e))
+
+
 def setup_tool_logging(output_dir: Optional[str] = None) -> logging.Logger:
     """detectron2-style loggers for ``dense_assign`` and ``detectron2`` (console, and
     ``<output_dir>/log.txt`` when given). Returns the tools' logger."""

@@ -35,7 +35,7 @@ from . import (
     load_model,
     load_tool_config,
     resolve_dataset,
-    setup_tool_logging,
+    run_cli,
 )
 
 logger = logging.getLogger("dense_assign.tools.analyze_assignment")
@@ -235,15 +235,7 @@ def run(args) -> Dict:
 
 
 def main(argv=None) -> Dict:
-    from ..engine import ConfigError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_tool_logging()
-    try:
-        return run(args)
-    except (ConfigError, ToolError) as e:
-        parser.error(str(e))
+    return run_cli(build_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -47,11 +47,11 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import torch
 
-from . import ToolError, priors_for_image_size, setup_tool_logging
+from . import ToolError, priors_for_image_size, run_cli
 
 logger = logging.getLogger("dense_assign.tools.benchmark")
 
@@ -832,15 +832,7 @@ def run(args) -> Dict:
 
 
 def main(argv=None) -> Dict:
-    from ..engine import ConfigError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_tool_logging()
-    try:
-        return run(args)
-    except (ConfigError, ToolError) as e:
-        parser.error(str(e))
+    return run_cli(build_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from . import ToolError, setup_tool_logging
+from . import ToolError, run_cli
 
 logger = logging.getLogger("dense_assign.tools.compare")
 
@@ -339,13 +339,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == [WORKER_FLAG]:
         return train_one(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_tool_logging(None)
-    try:
-        return run(args)
-    except ToolError as e:
-        parser.error(str(e))
+    return run_cli(build_parser, run, argv)
 
 
 if __name__ == "__main__":
