@@ -11,6 +11,7 @@ detector's own label assignment (:meth:`OneStageDetector.assign`) on one image.
 """
 import contextlib
 import copy
+import argparse
 import logging
 import os
 from dataclasses import dataclass
@@ -37,6 +38,22 @@ logger = logging.getLogger(__name__)
 
 class ToolError(ValueError):
     """A bad command-line argument or input file of a tool (reported in one line)."""
+
+
+def tool_parser(tool: str, doc: str) -> "argparse.ArgumentParser":
+    """The parser of ``python -m dense_assign.tools.<tool>``: its module docstring's first
+    paragraph as description, the rest (the commands) as epilog."""
+    return argparse.ArgumentParser(
+        prog=f"python -m dense_assign.tools.{tool}",
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_overrides_arg(parser, help: str = "config overrides, as train_net.py") -> None:
+    """The trailing ``key=value`` config overrides (``opts``), as train_net.py takes them."""
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="key=value", help=help)
 
 
 def run_cli(build_parser, run, argv=None, log_dir: Optional[str] = None):

@@ -35,7 +35,9 @@ from . import (
     load_model,
     load_tool_config,
     resolve_dataset,
+    add_overrides_arg,
     run_cli,
+    tool_parser,
 )
 
 logger = logging.getLogger("dense_assign.tools.analyze_assignment")
@@ -157,12 +159,7 @@ def markdown_table(stats: Dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dense_assign.tools.analyze_assignment",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = tool_parser("analyze_assignment", __doc__)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="LazyConfig .py")
     parser.add_argument(
         "--dataset", default=None, help="dataset name (default: the config's test set)"
@@ -182,12 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.json",
         help="JSON output (default <train.output_dir>/assignment_analysis.json)",
     )
-    parser.add_argument(
-        "opts",
-        nargs=argparse.REMAINDER,
-        metavar="key=value",
-        help="config overrides, as train_net.py",
-    )
+    add_overrides_arg(parser)
     return parser
 
 

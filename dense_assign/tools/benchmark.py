@@ -51,7 +51,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from . import ToolError, priors_for_image_size, run_cli
+from . import ToolError, add_overrides_arg, priors_for_image_size, run_cli, tool_parser
 
 logger = logging.getLogger("dense_assign.tools.benchmark")
 
@@ -669,12 +669,7 @@ def markdown(results: Dict) -> str:
 
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dense_assign.tools.benchmark",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = tool_parser("benchmark", __doc__)
     parser.add_argument(
         "--output",
         default="benchmark.json",
@@ -760,12 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--inference-images", type=int, default=1)
     g.add_argument("--inference-size", type=int, nargs=2, default=(800, 1333), metavar=("H", "W"))
-    g.add_argument(
-        "opts",
-        nargs=argparse.REMAINDER,
-        metavar="key=value",
-        help="config overrides applied to every --train-configs config",
-    )
+    add_overrides_arg(g, "config overrides applied to every --train-configs config")
     return parser
 
 

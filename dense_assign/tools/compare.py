@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from . import ToolError, run_cli
+from . import ToolError, add_overrides_arg, run_cli, tool_parser
 
 logger = logging.getLogger("dense_assign.tools.compare")
 
@@ -267,12 +267,7 @@ def train_one(argv: Sequence[str]) -> None:
 
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dense_assign.tools.compare",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = tool_parser("compare", __doc__)
     parser.add_argument(
         "--configs",
         nargs="+",
@@ -306,12 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not retrain a run whose folder has final_results.json",
     )
-    parser.add_argument(
-        "opts",
-        nargs=argparse.REMAINDER,
-        metavar="key=value",
-        help="overrides applied to every config (e.g. dataset names)",
-    )
+    add_overrides_arg(parser, "overrides applied to every config (e.g. dataset names)")
     return parser
 
 

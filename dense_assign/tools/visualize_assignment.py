@@ -40,7 +40,9 @@ from . import (
     load_model,
     load_tool_config,
     resolve_dataset,
+    add_overrides_arg,
     run_cli,
+    tool_parser,
 )
 
 logger = logging.getLogger("dense_assign.tools.visualize_assignment")
@@ -361,12 +363,7 @@ def _title(args, model, inputs, assignment) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dense_assign.tools.visualize_assignment",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = tool_parser("visualize_assignment", __doc__)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="LazyConfig .py")
     parser.add_argument(
         "--dataset", default=None, help="dataset name (default: the config's test set)"
@@ -379,12 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model weights (DetectionCheckpointer); default: random init",
     )
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the PNG files")
-    parser.add_argument(
-        "opts",
-        nargs=argparse.REMAINDER,
-        metavar="key=value",
-        help="config overrides, as train_net.py",
-    )
+    add_overrides_arg(parser)
     return parser
 
 
