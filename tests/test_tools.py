@@ -90,6 +90,51 @@ def test_visualize_autoassign_uses_soft_weights(tiny_datasets, tmp_path):
     )
 
 
+# ------------------------------------------------------------------------------ center_prior
+def test_center_prior_draws_every_class_and_writes_the_parameters(tiny_datasets, tmp_path):
+    from dense_assign.tools import center_prior as cp
+
+    # a checkpoint with known mu, sigma: the tool must report exactly those
+    from dense_assign import tools
+
+    cfg = tools.load_tool_config(AUTOASSIGN)
+    model = tools.load_model(cfg)
+    k = model.assigner.mu.shape[0]
+    with torch.no_grad():
+        model.assigner.mu.copy_(torch.arange(2 * k, dtype=torch.float32).reshape(k, 2) / 10)
+        model.assigner.sigma.fill_(0.5)
+        model.assigner.sigma[0, 1] = -2.0  # G depends on sigma^2: reported as |sigma|
+    ckpt = tmp_path / "model.pth"
+    torch.save({"model": model.state_dict()}, ckpt)
+
+    out = tmp_path / "cp" / "priors.png"
+    path = cp.main(["--config-file", AUTOASSIGN, "--checkpoint", str(ckpt), "--output", str(out)])
+    assert path == str(out)
+    with Image.open(out) as im:
+        assert im.format == "PNG" and len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 1000
+    table = json.loads((tmp_path / "cp" / "priors.json").read_text())["priors"]
+    assert len(table) == k
+    assert table[0]["class"] == "rectangle"  # names from the training dataset's metadata
+    assert table[3]["mu"] == pytest.approx([0.6, 0.7])
+    assert table[0]["sigma"] == pytest.approx([0.5, 2.0])
+
+    # the drawn map is the Gaussian of Eq. 2, peaking at mu
+    g = cp.prior_map(torch.tensor([1.0, -0.5]), torch.tensor([0.5, 2.0]), extent=3.0, size=61)
+    row, col = divmod(int(g.argmax()), 61)
+    assert (col - 30) / 10 == pytest.approx(1.0) and (row - 30) / 10 == pytest.approx(-0.5)
+    assert float(g.max()) == pytest.approx(1.0)
+
+
+def test_center_prior_refuses_an_assigner_without_one(tiny_datasets, tmp_path, capsys):
+    from dense_assign.tools import center_prior as cp
+
+    with pytest.raises(SystemExit) as e:
+        cp.main(["--config-file", TINY_FCOS, "--output", str(tmp_path / "x.png")])
+    assert e.value.code == 2
+    assert "no learned center prior" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
 # ------------------------------------------------------------------------------- benchmark
 def test_benchmark_assign_tiny(tmp_path, capsys):
     from dense_assign.tools import benchmark
@@ -165,6 +210,30 @@ def _fake_run(folder: Path, ap: float, times, iterations):
     lines.append({"iteration": iterations[-1], "bbox/AP": ap})  # the evaluation's line
     (folder / "metrics.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     return metrics
+
+
+def test_compare_trains_two_configs_at_a_time(tiny_datasets, tmp_path):
+    """--jobs 2: both tiny runs train in parallel subprocesses, with their console output in
+    <run>.log, and the table has a row for each, with the budget and machine written down."""
+    from dense_assign.tools import compare
+
+    second = tmp_path / "tiny_fcos_copy.py"
+    second.write_text(Path(TINY_FCOS).read_text())
+    out = tmp_path / "cmp"
+    paths = compare.main(
+        ["--configs", TINY_FCOS, str(second), "--max-iter", "4", "--jobs", "2",
+         "--output", str(out)]
+    )
+    report = json.loads(Path(paths["json"]).read_text())
+    assert report["jobs"] == 2 and report["max_iter"] == 4
+    assert [r["name"] for r in report["runs"]] == ["tiny_fcos", "tiny_fcos_copy"]
+    for row in report["runs"]:
+        assert "error" not in row, row
+        assert row["iterations"] == 4 and row["AP"] is not None  # (time is logged from iter 3)
+        assert (out / f"{row['name']}.log").is_file()
+    md = Path(paths["md"]).read_text()
+    assert "Budget: train.max_iter=4, train.seed=0" in md and "run(s) at a time" in md
+    assert compare.worker_threads(2) == max(1, (os.cpu_count() or 1) // 2)
 
 
 def test_compare_collect_only(tmp_path):
