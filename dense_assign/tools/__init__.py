@@ -4,6 +4,7 @@
     python -m dense_assign.tools.analyze_assignment --config-file CFG
     python -m dense_assign.tools.benchmark --output benchmark.json
     python -m dense_assign.tools.compare --output output/compare
+    python -m dense_assign.tools.center_prior --config-file CFG --checkpoint PTH --output PNG
 
 This module holds what several tools share: loading a config and a model through
 :mod:`dense_assign.engine`, mapping dataset images as the network sees them, and running a
