@@ -9,6 +9,7 @@ See ``python train_net.py --help``. The work is done by :mod:`dense_assign.engin
 """
 import sys
 
+from dense_assign.data import DatasetError
 from dense_assign.engine import ConfigError, build_argument_parser, launch_from_args
 
 
@@ -20,6 +21,9 @@ def main(argv=None) -> None:
     except ConfigError as e:
         # A bad config file or override: one clear line instead of a traceback.
         parser.error(str(e))
+    except DatasetError as e:
+        # Data that cannot be trained on (found before training starts): the message names it.
+        parser.exit(2, f"{parser.prog}: dataset error: {e}\n")
 
 
 if __name__ == "__main__":

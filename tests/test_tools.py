@@ -163,7 +163,8 @@ def test_benchmark_assign_tiny(tmp_path, capsys):
     assert data["detectron2_fcos_matching"] in ("match_anchors", "_match_anchors")
     rows = {r["name"]: r for r in data["assign"]["rows"]}
     registered = {name for name, _ in ASSIGNER_REGISTRY}
-    assert set(rows) == registered | {benchmark.D2_FCOS, benchmark.D2_RETINANET}
+    references = {f"{name} (dense)" for name in registered}  # dense=True, before the windows
+    assert set(rows) == registered | references | {benchmark.D2_FCOS, benchmark.D2_RETINANET}
     # 256x320 (padded: 256x320) points P3-P7: 32*40 + 16*20 + 8*10 + 4*5 + 2*3
     assert rows["FCOSAssigner"]["num_priors"] == rows[benchmark.D2_FCOS]["num_priors"] == 1706
     assert (
@@ -176,7 +177,8 @@ def test_benchmark_assign_tiny(tmp_path, capsys):
         for res in row["results"].values():
             assert res["time_ms"] > 0, name
             assert res["peak_mem_mb"] is not None and res["peak_mem_mb"] > 0, name
-        assert row["prediction_aware"] == (name in ("AutoAssign", "SAPDAssigner"))
+        base = name.replace(" (dense)", "")
+        assert row["prediction_aware"] == (base in ("AutoAssign", "SAPDAssigner"))
     for res in rows[benchmark.D2_FCOS]["results"].values():
         assert res["ratio_to_d2_fcos"] == 1.0
     fcos = rows["FCOSAssigner"]["results"]["10"]
@@ -187,6 +189,10 @@ def test_benchmark_assign_tiny(tmp_path, capsys):
     assert table_rows[0].startswith("| assigner | source | priors | M=1 | M=10 |")
     names = {line.split("|")[1].strip() for line in table_rows[1:]}
     assert names == set(rows)
+    # --no-dense: without the references
+    benchmark.main(argv + ["--no-dense", "--no-memory", "--num-gt", "3"])
+    rows = {r["name"] for r in json.loads(out.read_text())["assign"]["rows"]}
+    assert rows == registered | {benchmark.D2_FCOS, benchmark.D2_RETINANET}
 
 
 def test_peak_extra_memory_is_the_allocation_peak():

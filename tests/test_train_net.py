@@ -344,15 +344,16 @@ def test_amp_on_cpu_falls_back_to_simple_trainer():
     try:
         cfg = engine.load_config(str(CONFIG), ["train.amp.enabled=True", "train.device=cpu"])
         trainer = engine.build_trainer(cfg, model, loader, optimizer)
-        assert type(trainer) is SimpleTrainer
+        assert type(trainer) is engine.Trainer and not isinstance(trainer, AMPTrainer)
         assert any("AMPTrainer" in m and "SimpleTrainer" in m for m in handler.messages)
         handler.messages.clear()
         cfg = engine.load_config(str(CONFIG))
-        assert type(engine.build_trainer(cfg, model, loader, optimizer)) is SimpleTrainer
+        assert type(engine.build_trainer(cfg, model, loader, optimizer)) is engine.Trainer
         assert not handler.messages
     finally:
         trainer_logger.removeHandler(handler)
-    assert issubclass(AMPTrainer, SimpleTrainer)
+    assert issubclass(AMPTrainer, SimpleTrainer) and issubclass(engine.Trainer, SimpleTrainer)
+    assert issubclass(engine.AMPTrainerChecked, AMPTrainer)
 
 
 def test_prepare_datasets_generates_only_synthetic_names(monkeypatch):

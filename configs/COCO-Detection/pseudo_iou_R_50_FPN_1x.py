@@ -16,3 +16,6 @@ dataloader.train.mapper.augmentations = [
 ]
 model.backbone.bottom_up.freeze_at = 2
 train.output_dir = "./output/coco/pseudo_iou_R_50_FPN_1x"
+# official recipe: gradient clipping at global norm 35 (REFERENCE.md 5.4)
+train.clip_grad.enabled = True
+train.clip_grad.clip_value = 35.0

@@ -16,7 +16,13 @@ Details of the official code (REFERENCE.md section 2.2), kept here:
 
 Differences from the official code, none affecting a normal image: an image without GT is all
 background (the official code crashes); a GT whose candidates number 1 gets std 0 instead of NaN;
-GTs are processed in chunks to bound memory.
+among priors at the same distance the lowest indices are candidates (the official ``topk`` leaves
+it to the implementation); GTs are processed in chunks to bound memory.
+
+The k nearest priors of a level are searched in a window of cells around the GT centre, checked
+per GT to hold them and every prior tied with the k-th (:func:`~.candidates.nearest_candidates`;
+else that GT's level is searched densely); ``dense=True`` searches all the level's priors (the
+reference; same candidates).
 """
 from typing import Optional
 
@@ -26,6 +32,7 @@ from ..losses.targets import aligned_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import Priors
 from .base import BaseAssigner, best_gt_per_prior
+from .candidates import BestPerPrior, k_smallest, nearest_candidates, window_side
 
 #: Candidates per level (ATSS paper Sec. 3.2 / slides: k = 9, robust over 3..19).
 ATSS_TOPK = 9
@@ -66,17 +73,35 @@ class ATSSAssigner(BaseAssigner):
 
     # ------------------------------------------------------------------ candidates
     def candidates(self, priors: Priors, gt_boxes: torch.Tensor) -> torch.Tensor:
-        """(m, C) indices of each GT's candidate priors: the k closest on every level."""
+        """(m, C) indices of each GT's candidate priors: the k closest (L2 of the centres) on
+        every level, ascending per level; among equally distant priors the lowest indices.
+
+        Windowed (default): searched in a window of cells around the GT centre, checked to hold
+        the k nearest (:func:`~.candidates.nearest_candidates`); ``dense=True``: among all the
+        level's priors. Both give the same indices."""
+        grid = self.prior_grid(priors)
         gt_centers = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
-        picked, start = [], 0
-        for size in priors.level_sizes:
-            if size == 0:
-                continue
+        starts = [0]
+        for n in priors.level_sizes[:-1]:
+            starts.append(starts[-1] + n)
+        ks = [min(self.topk * priors.num_anchors, n) for n in priors.level_sizes]
+
+        def dense_fn(level, rows):
+            start, size, k = starts[level], priors.level_sizes[level], ks[level]
             centers = priors.centers[start : start + size]
-            dist = torch.cdist(gt_centers, centers)  # (m, n_l) L2
-            k = min(self.topk * priors.num_anchors, size)
-            picked.append(dist.topk(k, dim=1, largest=False).indices + start)
-            start += size
+            step = max(1, self.chunk_pairs // max(size, 1))
+            parts = [
+                k_smallest(_squared_distance(centers[None], gt_centers[rows[i : i + step]]), k)
+                for i in range(0, len(rows), step)
+            ]
+            return torch.cat(parts) + start if parts else rows.new_zeros((0, k))
+
+        def window_fn(idx):
+            return _squared_distance(priors.centers[idx], gt_centers)
+
+        picked = nearest_candidates(grid, gt_centers, ks, window_fn, dense_fn)
+        if not picked:
+            return torch.zeros((len(gt_boxes), 0), dtype=torch.long, device=gt_boxes.device)
         return torch.cat(picked, dim=1)
 
     # ------------------------------------------------------------------ selection
@@ -87,7 +112,8 @@ class ATSSAssigner(BaseAssigner):
         R = len(priors)
         thresholds = []
 
-        def score(start, end):
+        def select(start, end):
+            """The positive pairs of GTs start..end-1: (m, C) candidates, IoUs, positive mask."""
             boxes = gt_boxes[start:end]
             cand = self.candidates(priors, boxes)  # (m, C)
             m, C = cand.shape
@@ -107,13 +133,36 @@ class ATSSAssigner(BaseAssigner):
                 ),
                 dim=2,
             ).min(dim=2).values > INSIDE_EPS
-            positive = (ious >= thresh[:, None]) & inside
-            out = torch.full((m, R), -float("inf"), device=gt_boxes.device)
-            # the highest IoU wins a prior claimed by several GTs
-            out.scatter_(1, cand, torch.where(positive, ious, out.new_tensor(-float("inf"))))
-            return out
+            return cand, ious, (ious >= thresh[:, None]) & inside
 
-        _, matched = best_gt_per_prior(score, self.gt_chunks(len(gt_boxes), R), R, gt_boxes.device)
+        if self.prior_grid(priors) is None:  # the dense reference: (GT chunk, R) scores
+
+            def score(start, end):
+                cand, ious, positive = select(start, end)
+                out = torch.full((len(cand), R), -float("inf"), device=gt_boxes.device)
+                # the highest IoU wins a prior claimed by several GTs
+                out.scatter_(1, cand, torch.where(positive, ious, out.new_tensor(-float("inf"))))
+                return out
+
+            chunks = self.gt_chunks(len(gt_boxes), R)
+            _, matched = best_gt_per_prior(score, chunks, R, gt_boxes.device)
+        else:  # pair lists, chunks of GTs by the pairs of their windows
+            cells = window_side(self.topk) ** 2 * priors.num_anchors
+            per_gt = sum(min(n, 2 * cells) for n in priors.level_sizes)
+            best = BestPerPrior(R, gt_boxes.device, match_boxes.dtype)
+            for start, end in self.gt_chunks(len(gt_boxes), per_gt):
+                cand, ious, positive = select(start, end)
+                gt_idx, col = positive.nonzero(as_tuple=True)
+                best.update(cand[gt_idx, col], gt_idx + start, ious[gt_idx, col])
+            matched = best.result()[1]
         result = self.result_from_matches(gt_instances, matched)
         result.stats["iou_threshold_mean"] = float(torch.cat(thresholds).mean())
         return result
+
+
+def _squared_distance(points: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """(m, n) squared L2 distance of (1 or m, n, 2) ``points`` to the (m, 2) ``centers``, one
+    formula for the dense and the windowed candidates (so both see the very same values)."""
+    dx = points[..., 0] - centers[:, None, 0]
+    dy = points[..., 1] - centers[:, None, 1]
+    return dx * dx + dy * dy

@@ -50,13 +50,22 @@ are for analysis only (the loss does not read them): each candidate point takes 
 largest w+ among the GTs it is a candidate of (ties: lowest GT index) and that GT's class; every
 other point is background (label K, matched index -1).
 
-All work is vectorized, with no loop over GTs or points. The dense (GT, point) parts (inside test,
-fallback ranking, max IoU over GTs) run on chunks of GTs of at most ``chunk_pairs`` pairs; the rest
-works on the pair list, so its memory grows with the number of candidate pairs, not with M x R.
-Measured on CPU with the loss and its backward, 800 x 1333, 80 classes, 1000 GTs: 53k pairs (sides
-up to 100 px) or 670k pairs (up to 400 px), 1.2 / 1.4 GB peak process memory.
+All work is vectorized, with no loop over GTs or points, and nothing is (M, R): the candidate pairs
+come from per-GT windows of the point grid (:mod:`~dense_assign.assigners.candidates`: the cells
+inside each box, the inside test evaluated on those pairs), the fallback's nearest points from
+windows around the GT centre, and the maximum IoU of a point's predicted box over all GTs
+(:meth:`AutoAssign.foreground_probability`) from the GTs whose box is within the level's largest
+predicted-box extent of the point. The weights, confidences and the loss
+(:class:`~dense_assign.losses.AutoAssignLoss`) work on the pair list, so memory grows with the
+number of candidate pairs. What remains dense is per point only: the head's (R, K) outputs, the
+decoded (R, 4) boxes and the loss's negative term over every point and class. ``dense=True`` (the
+reference, same result) runs the inside test, the fallback ranking and the maximum IoU on chunks of
+GTs x all points instead. Measured on CPU with the loss and its backward, 800 x 1333, 80 classes,
+1000 GTs: 53k pairs (sides up to 100 px) or 670k pairs (up to 400 px), 1.2 / 1.4 GB peak process
+memory (dense computation).
 """
-from typing import Tuple
+import math
+from typing import Optional, Tuple
 
 import torch
 from detectron2.modeling.box_regression import Box2BoxTransformLinear
@@ -65,8 +74,9 @@ from fvcore.nn import giou_loss
 from torch import Tensor, nn
 
 from ..registry import ASSIGNER_REGISTRY
-from ..structures import AssignResult, Priors
+from ..structures import Priors
 from .base import BaseAssigner, point_box_deltas
+from .candidates import PriorGrid, k_smallest, nearest_candidates, pair_deltas, pair_iou, pairs_in_chunks
 
 CENTER_PRIORS = ("none", "fixed", "shared", "per_category")  # Table 3 (+ Table 2 "none")
 CONFIDENCES = ("joint", "cls", "loc", "none")  # Table 4 (+ Table 2 "none": C = 1)
@@ -80,6 +90,11 @@ TEMPERATURE = 1.0 / 3
 FALLBACK_TOPK = 9
 #: Clamp of the denominators (official code and mmdet, EPS = 1e-12).
 EPS = 1e-12
+#: GTs x points below which the maximum IoU over GTs is computed densely (cheaper than windows).
+SMALL_IOU_MATRIX = 4096
+#: Largest points x classes for which the (point, class) deduplication uses a table of that size
+#: (64 MB of int64; and at most 16 entries per pair) rather than sorting the keys.
+DENSE_KEY_TABLE = 1 << 23
 
 
 def _check(name: str, value, allowed) -> None:
@@ -171,13 +186,42 @@ class AutoAssign(BaseAssigner):
 
         Candidates are the points strictly inside the GT (min(l, t, r, b) > 0, official code) on
         every level; a GT without any takes its ``fallback_topk`` nearest points by
-        stride-normalized distance to its centre.
+        stride-normalized distance to its centre (ties: lowest point index).
         """
         num_gt, num_points = len(gt_boxes), len(priors)
         none = torch.zeros(0, dtype=torch.long, device=gt_boxes.device)
-        gts, pts, num_fallback = [none], [none], 0
         if num_points == 0:
-            return none, none, num_fallback
+            return none, none, 0
+        grid = self.prior_grid(priors)
+        if grid is None:
+            return self._candidate_pairs_dense(priors, gt_boxes)
+        L = grid.num_levels
+        windows = grid.windows(
+            gt_boxes[:, None, :2].expand(-1, L, -1), gt_boxes[:, None, 2:].expand(-1, L, -1)
+        )
+        gts, pts = [none], [none]
+        for g, p in pairs_in_chunks(windows, self.chunk_pairs):
+            ltrb = pair_deltas(priors.centers.index_select(0, p), gt_boxes.index_select(0, g))
+            keep = (ltrb.min(dim=1).values > 0).nonzero().squeeze(1)
+            gts.append(g.index_select(0, keep))
+            pts.append(p.index_select(0, keep))
+        has = torch.zeros(num_gt, dtype=torch.bool, device=gt_boxes.device)
+        has[torch.cat(gts)] = True
+        empty = (~has).nonzero(as_tuple=True)[0]
+        if len(empty):
+            top = self._fallback_windowed(grid, priors, gt_boxes[empty])  # (f, k)
+            gts.append(empty[:, None].expand_as(top).reshape(-1))
+            pts.append(top.reshape(-1))
+        g, p = torch.cat(gts), torch.cat(pts)
+        order = torch.argsort(g * num_points + p)
+        return g[order], p[order], len(empty)
+
+    @torch.no_grad()
+    def _candidate_pairs_dense(self, priors: Priors, gt_boxes: Tensor) -> Tuple[Tensor, Tensor, int]:
+        """:meth:`candidate_pairs` from dense (GT chunk, R) inside masks (the reference)."""
+        num_gt, num_points = len(gt_boxes), len(priors)
+        none = torch.zeros(0, dtype=torch.long, device=gt_boxes.device)
+        gts, pts, num_fallback = [none], [none], 0
         for start, end in self.gt_chunks(num_gt, num_points):
             inside = point_box_deltas(priors.centers, gt_boxes[start:end]).min(dim=2).values > 0
             g, p = inside.nonzero(as_tuple=True)
@@ -185,8 +229,7 @@ class AutoAssign(BaseAssigner):
             if len(empty):
                 num_fallback += len(empty)
                 k = min(self.fallback_topk, num_points)
-                top = self._normalized_distance(priors, gt_boxes[start + empty])
-                top = top.topk(k, dim=1, largest=False).indices.sort(dim=1).values  # (f, k)
+                top = k_smallest(self._normalized_distance(priors, gt_boxes[start + empty]), k)
                 g = torch.cat([g, empty[:, None].expand(-1, k).reshape(-1)])
                 p = torch.cat([p, top.reshape(-1)])
                 order = torch.argsort(g * num_points + p)
@@ -195,12 +238,35 @@ class AutoAssign(BaseAssigner):
             pts.append(p)
         return torch.cat(gts), torch.cat(pts), num_fallback
 
+    def _fallback_windowed(self, grid: PriorGrid, priors: Priors, boxes: Tensor) -> Tensor:
+        """(f, k) the ``fallback_topk`` points nearest each box centre over all levels, ascending:
+        the k nearest of every level (windows), then the k nearest among those (the k smallest
+        overall are among their own level's k smallest)."""
+        centers = (boxes[:, :2] + boxes[:, 2:]) / 2
+        starts = [0]
+        for n in priors.level_sizes[:-1]:
+            starts.append(starts[-1] + n)
+        ks = [min(self.fallback_topk, n) for n in priors.level_sizes]
+
+        def dense_fn(level, rows):
+            start, size = starts[level], priors.level_sizes[level]
+            points = priors.centers[start : start + size][None]
+            strides = priors.strides[start : start + size][None]
+            return k_smallest(_normalized_sq(points, strides, centers[rows]), ks[level]) + start
+
+        def window_fn(i):
+            return _normalized_sq(priors.centers[i], priors.strides[i], centers)
+
+        units = [float(s) for s in priors.level_strides]
+        idx = torch.cat(nearest_candidates(grid, centers, ks, window_fn, dense_fn, units), dim=1)
+        values = window_fn(idx)
+        return idx.gather(1, k_smallest(values, min(self.fallback_topk, len(priors))))
+
     @staticmethod
     def _normalized_distance(priors: Priors, boxes: Tensor) -> Tensor:
         """(m, R) squared distance of every point to each box centre, in strides of its level."""
         centers = (boxes[:, :2] + boxes[:, 2:]) / 2
-        d = (priors.centers[None] - centers[:, None]) / priors.strides[None, :, None]
-        return (d**2).sum(dim=2)
+        return _normalized_sq(priors.centers[None], priors.strides[None], centers)
 
     # ------------------------------------------------------------------------- pair values
     def center_prior(
@@ -253,7 +319,7 @@ class AutoAssign(BaseAssigner):
 
         # --- negative side (no gradient): f(1 / (1 - max IoU)) per GT (Eq. 11)
         neg_point, neg_class, neg_fg = self.foreground_probability(
-            pred_boxes.detach(), gt_boxes, gt_classes, gt_idx, pt_idx
+            pred_boxes.detach(), gt_boxes, gt_classes, gt_idx, pt_idx, priors=priors
         )
 
         # --- hard labels, for analysis only
@@ -290,6 +356,41 @@ class AutoAssign(BaseAssigner):
         return result
 
     @torch.no_grad()
+    def _max_iou_windowed(self, priors: Priors, pred_boxes: Tensor, gt_boxes: Tensor, points):
+        """(U,) max over GTs (and 0) of IoU(predicted box of each of ``points``, GT) from the GTs
+        near each point: a predicted box reaches at most its level's largest extents around its
+        point, so only the cells within those extents of a GT can overlap it. None (use the
+        dense computation) without a grid, with non-finite boxes, or when the windows would
+        hold more pairs than the dense GT x point matrix (or that matrix is small)."""
+        if len(gt_boxes) * len(points) <= SMALL_IOU_MATRIX:
+            return None
+        grid = self.prior_grid(priors)
+        boxes = pred_boxes[points]
+        if grid is None or not bool(torch.isfinite(boxes).all()):
+            return None
+        centers = priors.centers[points]
+        ext = torch.cat([centers - boxes[:, :2], boxes[:, 2:] - centers], dim=1).double()
+        level = priors.levels[points]
+        per_level = ext.new_full((grid.num_levels, 4), -math.inf)
+        per_level.scatter_reduce_(0, level[:, None].expand(-1, 4), ext, reduce="amax")
+        gt = gt_boxes.double()
+        windows = grid.windows(
+            gt[:, None, :2] - per_level[None, :, 2:], gt[:, None, 2:] + per_level[None, :, :2]
+        )
+        if windows.num_pairs() > len(gt_boxes) * len(points):
+            return None
+        slot = torch.full((len(priors),), -1, dtype=torch.long, device=points.device)
+        slot[points] = torch.arange(len(points), device=points.device)
+        max_iou = boxes.new_zeros(len(points))
+        for g, p in pairs_in_chunks(windows, self.chunk_pairs):
+            u = slot.index_select(0, p)
+            keep = (u >= 0).nonzero().squeeze(1)
+            g, u = g.index_select(0, keep), u.index_select(0, keep)
+            iou = pair_iou(gt_boxes.index_select(0, g), boxes.index_select(0, u))
+            max_iou.scatter_reduce_(0, u, iou, reduce="amax")
+        return max_iou
+
+    @torch.no_grad()
     def foreground_probability(
         self,
         pred_boxes: Tensor,
@@ -297,6 +398,7 @@ class AutoAssign(BaseAssigner):
         gt_classes: Tensor,
         gt_idx: Tensor,
         pt_idx: Tensor,
+        priors: Optional[Priors] = None,
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """Sparse foreground-probability map F: (point, class, f) entries, unique (point, class).
 
@@ -310,22 +412,52 @@ class AutoAssign(BaseAssigner):
         if len(gt_idx) == 0:
             empty = torch.zeros(0, dtype=torch.long, device=device)
             return empty, empty.clone(), pred_boxes.new_zeros(0)
-        points = torch.unique(pt_idx)  # sorted
-        boxes = Boxes(pred_boxes[points])
-        max_iou = pred_boxes.new_zeros(len(points))
-        for start, end in self.gt_chunks(len(gt_boxes), len(points)):
-            iou = pairwise_iou(Boxes(gt_boxes[start:end]), boxes)  # (m, U)
-            max_iou = torch.maximum(max_iou, iou.max(dim=0).values)
+        windowed = priors is not None and not self.dense
+        if windowed:  # sort-free: a per-point table instead of unique / searchsorted
+            slot = torch.full((len(pred_boxes),), -1, dtype=torch.long, device=device)
+            slot[pt_idx] = 0
+            points = (slot == 0).nonzero().squeeze(1)  # sorted
+            slot[points] = torch.arange(len(points), device=device)
+        else:
+            points = torch.unique(pt_idx)  # sorted
+        max_iou = None
+        if windowed:
+            max_iou = self._max_iou_windowed(priors, pred_boxes, gt_boxes, points)
+        if max_iou is None:
+            boxes = Boxes(pred_boxes[points])
+            max_iou = pred_boxes.new_zeros(len(points))
+            for start, end in self.gt_chunks(len(gt_boxes), len(points)):
+                iou = pairwise_iou(Boxes(gt_boxes[start:end]), boxes)  # (m, U)
+                max_iou = torch.maximum(max_iou, iou.max(dim=0).values)
         v = 1.0 / (1.0 - max_iou).clamp(min=EPS)
-        v = v[torch.searchsorted(points, pt_idx)]  # per pair
+        if windowed:
+            v = v.index_select(0, slot.index_select(0, pt_idx))  # per pair
+        else:
+            v = v[torch.searchsorted(points, pt_idx)]  # per pair
         num_gt = len(gt_boxes)
         vmin = v.new_full((num_gt,), float("inf")).scatter_reduce(0, gt_idx, v, reduce="amin")
         vmax = v.new_full((num_gt,), -float("inf")).scatter_reduce(0, gt_idx, v, reduce="amax")
         fg = (v - vmin[gt_idx] + EPS) / (vmax[gt_idx] - vmin[gt_idx] + EPS)
         cls = gt_classes[gt_idx]
         key = pt_idx * self.num_classes + cls
-        unique_keys, inverse = torch.unique(key, return_inverse=True)
-        last = torch.full((len(unique_keys),), -1, dtype=torch.long, device=device)
-        last = last.scatter_reduce(0, inverse, gt_idx, reduce="amax")
-        keep = gt_idx == last[inverse]
+        table = len(pred_boxes) * self.num_classes
+        if windowed and table <= min(DENSE_KEY_TABLE, 16 * len(key)):
+            # the highest GT index per (point, class) through a table over all keys
+            last = torch.full(
+                (len(pred_boxes) * self.num_classes,), -1, dtype=torch.long, device=device
+            )
+            last.scatter_reduce_(0, key, gt_idx, reduce="amax")
+            keep = gt_idx == last.index_select(0, key)
+        else:
+            unique_keys, inverse = torch.unique(key, return_inverse=True)
+            last = torch.full((len(unique_keys),), -1, dtype=torch.long, device=device)
+            last = last.scatter_reduce(0, inverse, gt_idx, reduce="amax")
+            keep = gt_idx == last[inverse]
         return pt_idx[keep], cls[keep], fg[keep]
+
+
+def _normalized_sq(points: Tensor, strides: Tensor, centers: Tensor) -> Tensor:
+    """(m, n) squared distance of (1 or m, n, 2) ``points`` to the (m, 2) ``centers`` in units of
+    the points' (1 or m, n) ``strides``; one formula for the dense and the windowed paths."""
+    d = (points - centers[:, None]) / strides[..., None]
+    return (d**2).sum(dim=2)

@@ -7,12 +7,25 @@ what weight::
 
 Hard assigners (max-IoU, FCOS, inside-box, ATSS, Pseudo-IoU) are pure functions of their inputs and
 run under ``torch.no_grad()``. Learnable ones are ``nn.Module`` s owned by the model, so they train,
-checkpoint and move with it. Every assigner handles an image with no GT (all background), and keeps
-memory bounded on crowded images by working on chunks of GT boxes (:func:`best_gt_per_prior`).
+checkpoint and move with it. Every assigner handles an image with no GT (all background).
 
 Each assigner separates *which (GT, prior) pairs are candidates* from *what is computed on a
-candidate pair*, so candidate generation can move from dense (M, R) masks to per-GT windows later
-without touching the method's own rule.
+candidate pair*. Candidates come from per-GT windows of the prior grid
+(:mod:`dense_assign.assigners.candidates`): for each GT and level, the rectangle of cells whose
+priors can satisfy the method's geometric rule (inside the box, the center-sampling region, the
+scale range; anchors that can overlap the box; the k nearest cells), expanded into flat
+``(gt_idx, prior_idx)`` pair lists on which the rule itself is evaluated, and reduced per prior with
+scatter operations (:class:`~.candidates.BestPerPrior`: highest score, ties to the lowest GT index).
+Work and memory grow with the number of candidate pairs, not with M x R; pair lists are processed
+in chunks of whole GTs of at most ``chunk_pairs`` pairs.
+
+``dense=True`` keeps the previous computation, the reference: the rule on dense (GT chunk, R)
+matrices of chunks of GTs (:meth:`BaseAssigner.gt_chunks`, :func:`best_gt_per_prior`). Both give
+the same AssignResult (tests/test_candidate_windows.py); priors that are not laid out on a grid
+(:meth:`~.candidates.PriorGrid.of` returns None) use the dense computation.
+
+What stays dense (GT-independent, O(R)): the per-prior outputs (labels, matched GT and boxes),
+the reductions' (R,) buffers and, for the prediction-aware assigners, the head's outputs.
 """
 import math
 from typing import Callable, Optional, Sequence, Tuple
@@ -23,9 +36,9 @@ from torch import Tensor, nn
 
 from ..structures import AssignResult, Priors
 
-# Pairwise (GT x prior) work is done on chunks of GTs holding at most this many (GT, prior) pairs,
-# so that a 1000-GT image at 800x1333 (22,400 points or 201,600 anchors) stays within a few
-# hundred MB of temporaries.
+# Pairwise (GT x prior) work is done on chunks of GTs holding at most this many (GT, prior) pairs
+# (dense matrices or pair lists), so that a 1000-GT image at 800x1333 (22,400 points or 201,600
+# anchors) stays within a few hundred MB of temporaries.
 DEFAULT_CHUNK_PAIRS = 1 << 22
 
 
@@ -35,12 +48,34 @@ class BaseAssigner(nn.Module):
     #: True when the assigner needs the head's predictions of the image (AutoAssign, SAPD).
     prediction_aware: bool = False
 
-    def __init__(self, *, num_classes: int, chunk_pairs: int = DEFAULT_CHUNK_PAIRS):
+    def __init__(
+        self, *, num_classes: int, chunk_pairs: int = DEFAULT_CHUNK_PAIRS, dense: bool = False
+    ):
+        """
+        Args:
+            num_classes: K, foreground classes.
+            chunk_pairs: at most this many (GT, prior) pairs are held at once (dense matrices
+                or pair lists), see :meth:`gt_chunks`.
+            dense: compute on dense (GT chunk x R) matrices instead of per-GT candidate windows
+                (the reference the windowed computation is tested against; same result).
+        """
         super().__init__()
         if num_classes <= 0:
             raise ValueError(f"assigner num_classes must be positive, got {num_classes}")
+        if int(chunk_pairs) < 1:
+            raise ValueError(f"assigner chunk_pairs must be >= 1, got {chunk_pairs}")
         self.num_classes = int(num_classes)
         self.chunk_pairs = int(chunk_pairs)
+        self.dense = bool(dense)
+
+    def prior_grid(self, priors: Priors):
+        """The priors' :class:`~.candidates.PriorGrid`, or None for the dense computation
+        (``dense=True``, or priors not laid out on a grid)."""
+        if self.dense:
+            return None
+        from .candidates import PriorGrid
+
+        return PriorGrid.of(priors)
 
     def forward(
         self,
@@ -76,13 +111,15 @@ class BaseAssigner(nn.Module):
         """Build an AssignResult from per-prior GT indices (-1 = background)."""
         pos = matched_idxs >= 0
         safe = matched_idxs.clamp(min=0)
-        labels = gt_instances.gt_classes[safe].clone()
-        labels[~pos] = self.num_classes
+        classes = gt_instances.gt_classes.index_select(0, safe)
+        labels = torch.where(pos, classes, torch.full_like(classes, self.num_classes))
         if ignore is not None:
-            labels[ignore & ~pos] = -1
-        boxes = gt_instances.gt_boxes.tensor[safe] * pos[:, None].to(torch.float32)
-        num_pos = int(pos.sum())
-        covered = torch.unique(matched_idxs[pos]).numel()
+            labels = torch.where(ignore & ~pos, torch.full_like(labels, -1), labels)
+        boxes = gt_instances.gt_boxes.tensor.index_select(0, safe) * pos[:, None].to(torch.float32)
+        # positives per GT (index 0: priors without a GT)
+        per_gt = torch.bincount(matched_idxs + 1, minlength=len(gt_instances) + 1)
+        num_pos = int(per_gt[1:].sum())
+        covered = int((per_gt[1:] > 0).sum())
         return AssignResult(
             labels=labels,
             matched_idxs=matched_idxs,

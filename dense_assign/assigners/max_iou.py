@@ -5,11 +5,19 @@ foreground when its best IoU with a GT is >= 0.5, background below 0.4, ignored 
 low-quality matches, the anchors with the highest IoU for a GT become foreground too (as
 detectron2's ``Matcher(allow_low_quality_matches=True)``).
 
+Candidates (:mod:`~dense_assign.assigners.candidates`): per GT, level and anchor shape, the cells
+whose anchor can reach IoU >= tau_g with the GT, tau_g = min(bg_below, the GT's IoU with the anchors
+of its centre's cells) (tau_g = bg_below without low-quality matches): no other pair changes a label,
+a matched index or a low-quality match. An anchor matched as low-quality below bg_below gets its
+best GT over all GTs again (few anchors). ``dense=True`` computes the IoU matrix on chunks of GTs
+(the reference; same result).
+
 Differences from detectron2's Matcher, both for crowded or degenerate input only:
-- the (M, R) IoU matrix is never materialized whole; it is computed on chunks of GTs;
+- the (M, R) IoU matrix is never materialized whole;
 - a GT that overlaps no anchor at all (max IoU 0, e.g. a zero-area box) gets no low-quality match;
   detectron2 would turn every anchor with IoU 0 to it into a foreground.
 """
+import math
 from typing import Sequence
 
 import torch
@@ -18,6 +26,7 @@ from detectron2.structures import Boxes, pairwise_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import Priors
 from .base import BaseAssigner, best_gt_per_prior
+from .candidates import BestPerPrior, PriorGrid, Windows, pair_iou, pairs_in_chunks
 
 
 @ASSIGNER_REGISTRY.register()
@@ -45,19 +54,109 @@ class MaxIoUAssigner(BaseAssigner):
         self.thresholds = thresholds
         self.allow_low_quality_matches = bool(allow_low_quality_matches)
 
-    def candidate_ious(self, priors: Priors, gt_boxes, start: int, end: int) -> torch.Tensor:
-        """(end - start, R) IoU of GTs with the prior (anchor) boxes."""
-        return pairwise_iou(Boxes(gt_boxes[start:end]), Boxes(priors.boxes))
+    def candidate_ious(self, boxes, gt_boxes, start: int, end: int) -> torch.Tensor:
+        """(end - start, n) IoU of GTs with the (n, 4) prior (anchor) boxes."""
+        return pairwise_iou(Boxes(gt_boxes[start:end]), Boxes(boxes))
 
     @torch.no_grad()
     def assign(self, priors: Priors, gt_instances, predictions=None, image_size=None):
+        grid = self.prior_grid(priors)
+        if grid is None:
+            return self._assign_dense(priors, gt_instances)
+        gt_boxes = gt_instances.gt_boxes.tensor
+        num_gt, R = len(gt_boxes), len(priors)
+        bg_below = self.thresholds[0]
+        # Only pairs with IoU >= tau_g can change the result: below bg_below an anchor is
+        # background whatever its best GT, and a low-quality match has the GT's highest IoU,
+        # which is at least that GT's IoU with the anchors of its centre's cells.
+        tau = gt_boxes.new_full((num_gt,), bg_below)
+        if self.allow_low_quality_matches:
+            tau = torch.minimum(tau, self._iou_lower_bound(grid, priors, gt_boxes))
+        best = BestPerPrior(R, gt_boxes.device, gt_boxes.dtype)
+        low_quality = torch.zeros(R, dtype=torch.bool, device=gt_boxes.device)
+        windows = self.overlap_windows(grid, gt_boxes, tau)
+        for gt_idx, prior_idx in pairs_in_chunks(windows, self.chunk_pairs):
+            ious = pair_iou(gt_boxes.index_select(0, gt_idx), priors.boxes.index_select(0, prior_idx))
+            keep = (ious > 0).nonzero().squeeze(1)  # the dense IoU is 0 elsewhere
+            gt_idx, prior_idx, ious = (x.index_select(0, keep) for x in (gt_idx, prior_idx, ious))
+            best.update(prior_idx, gt_idx, ious)
+            if self.allow_low_quality_matches:
+                # a chunk holds all the pairs of its GTs: their highest IoU is final here
+                gt_max = ious.new_zeros(num_gt).scatter_reduce_(0, gt_idx, ious, reduce="amax")
+                hit = (ious == gt_max.index_select(0, gt_idx)).nonzero().squeeze(1)
+                low_quality[prior_idx.index_select(0, hit)] = True
+        best_iou, best_gt = best.result()
+        # an anchor without pairs: IoU 0 with every GT, of which a dense max picks the first
+        best_iou = torch.where(best_gt >= 0, best_iou, torch.zeros_like(best_iou))
+        best_gt = best_gt.clamp(min=0)
+        # a low-quality match below bg_below may have its best GT among the pruned pairs: redo
+        # those anchors against every GT
+        redo = (low_quality & (best_iou < bg_below)).nonzero().squeeze(1)
+        if len(redo):
+            step = max(1, self.chunk_pairs // max(num_gt, 1))
+            for s in range(0, len(redo), step):
+                idx = redo[s : s + step]
+                value, arg = self.candidate_ious(priors.boxes[idx], gt_boxes, 0, num_gt).max(dim=0)
+                best_iou[idx], best_gt[idx] = value, arg
+        return self._result(gt_instances, best_iou, best_gt, low_quality)
+
+    def overlap_windows(self, grid: PriorGrid, gt_boxes, tau=None) -> Windows:
+        """Per GT, level and anchor shape, the cells whose anchor box can have an IoU >= tau_g
+        (> 0 where tau_g = 0) with the GT.
+
+        IoU >= tau needs an intersection >= tau max(area_gt, area_anchor), hence an overlap
+        along x of at least ``need_x = tau max(areas) / min(h_gt, h_anchor)``, so the anchor's
+        centre lies within its extent minus ``need_x`` of the box (likewise along y)."""
+        shapes = grid.anchor_shapes()
+        ext = shapes["extents"]  # (L, A, 4): left, top, right, bottom of the centre
+        boxes = gt_boxes.double()
+        lo = boxes[:, None, None, :2] - ext[None, :, :, 2:]  # (M, L, A, 2)
+        hi = boxes[:, None, None, 2:] + ext[None, :, :, :2]
+        w = (boxes[:, 2] - boxes[:, 0])[:, None, None]
+        h = (boxes[:, 3] - boxes[:, 1])[:, None, None]
+        empty = (w <= 0) | (h <= 0)  # IoU 0 with everything
+        if tau is not None:
+            t = (tau.double() * (1 - 1e-4)).clamp(min=0)[:, None, None]
+            area = torch.maximum(w * h, shapes["area_min"][None])
+            w_min = torch.minimum(w, shapes["w_max"][None])
+            h_min = torch.minimum(h, shapes["h_max"][None])
+            need = torch.stack((t * area / h_min, t * area / w_min), dim=-1)
+            need = torch.where((t > 0)[..., None] & ~empty[..., None], need, torch.zeros_like(need))
+            lo = lo + need
+            hi = hi - need
+            size = torch.stack((w_min, h_min), dim=-1)
+            empty = empty | (need > size * (1 + 1e-5) + 1e-3).any(dim=-1)
+        hi = torch.where(empty[..., None], torch.full_like(hi, -math.inf), hi)
+        return grid.windows(lo, hi)
+
+    def _iou_lower_bound(self, grid: PriorGrid, priors: Priors, gt_boxes):
+        """(M,) a lower bound of each GT's highest IoU: its IoU with the anchors of the cell
+        nearest its centre on every level."""
+        idx = grid.nearest_cells((gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2).flatten(1)  # (M, L A)
+        m, n = idx.shape
+        boxes = gt_boxes[:, None].expand(m, n, 4).reshape(-1, 4)
+        return pair_iou(boxes, priors.boxes[idx.reshape(-1)]).view(m, n).amax(dim=1)
+
+    def _result(self, gt_instances, best_iou, best_gt, low_quality):
+        bg_below, fg_from = self.thresholds
+        fg = best_iou >= fg_from
+        ignore = (best_iou >= bg_below) & ~fg
+        if self.allow_low_quality_matches:
+            fg |= low_quality
+        matched = torch.where(fg, best_gt, torch.full_like(best_gt, -1))
+        result = self.result_from_matches(gt_instances, matched, ignore=ignore & ~fg)
+        # ignored anchors keep their best GT index (detectron2 convention), for analysis tools
+        result.matched_idxs = torch.where(ignore & ~fg, best_gt, matched)
+        return result
+
+    def _assign_dense(self, priors: Priors, gt_instances):
         gt_boxes = gt_instances.gt_boxes.tensor
         chunks = list(self.gt_chunks(len(gt_boxes), len(priors)))
         if len(chunks) == 1:  # small enough: compute the IoU matrix once
-            full = self.candidate_ious(priors, gt_boxes, 0, len(gt_boxes))
+            full = self.candidate_ious(priors.boxes, gt_boxes, 0, len(gt_boxes))
             ious_of = lambda s, e: full  # noqa: E731
         else:
-            ious_of = lambda s, e: self.candidate_ious(priors, gt_boxes, s, e)  # noqa: E731
+            ious_of = lambda s, e: self.candidate_ious(priors.boxes, gt_boxes, s, e)  # noqa: E731
         best_iou, best_gt = best_gt_per_prior(
             ious_of,
             chunks,
@@ -65,9 +164,7 @@ class MaxIoUAssigner(BaseAssigner):
             gt_boxes.device,
         )
         best_gt = best_gt.clamp(min=0)  # every prior has a best GT (IoU may be 0)
-        bg_below, fg_from = self.thresholds
-        fg = best_iou >= fg_from
-        ignore = (best_iou >= bg_below) & ~fg
+        low_quality = torch.zeros_like(best_iou, dtype=torch.bool)
         if self.allow_low_quality_matches:
             # a prior whose IoU with some GT equals that GT's highest IoU becomes foreground,
             # matched (as in detectron2) to its own best GT
@@ -77,9 +174,5 @@ class MaxIoUAssigner(BaseAssigner):
             for s, e in chunks:
                 ious = ious_of(s, e)
                 hit = (ious == gt_max[s:e, None]) & (gt_max[s:e, None] > 0)
-                fg |= hit.any(dim=0)
-        matched = torch.where(fg, best_gt, torch.full_like(best_gt, -1))
-        result = self.result_from_matches(gt_instances, matched, ignore=ignore & ~fg)
-        # ignored anchors keep their best GT index (detectron2 convention), for analysis tools
-        result.matched_idxs = torch.where(ignore & ~fg, best_gt, matched)
-        return result
+                low_quality |= hit.any(dim=0)
+        return self._result(gt_instances, best_iou, best_gt, low_quality)

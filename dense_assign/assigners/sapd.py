@@ -65,8 +65,12 @@ Differences from the paper (choices it leaves open):
   codes' ReLU on the regression output).
 
 All work is vectorized (a loop over pyramid levels only where each level has its own grid or
-features); the dense (GT, point) step runs on chunks of at most ``chunk_pairs`` pairs, everything
-after it on the (at most R) matched points and on (M, L) tables.
+features). The positive regions come from per-GT windows of the point grid (the cells of B_v, plus
+the nearest points; :mod:`~dense_assign.assigners.candidates`), reduced to the minimum-area GT per
+point with scatter operations; ``dense=True`` (the reference, same result) builds (GT chunk, R)
+masks instead (:meth:`SAPDAssigner.candidate_mask`). Everything after it works on the (at most R)
+matched points and on (M, L) tables; the feature selection net's RoIAlign of every GT on every
+level dominates the time and memory of a crowded image.
 """
 import logging
 import math
@@ -85,6 +89,7 @@ from ..losses.targets import aligned_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import AssignResult, Priors
 from .base import BaseAssigner, best_gt_per_prior
+from .candidates import BestPerPrior, pairs_in_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -397,8 +402,33 @@ class SAPDAssigner(BaseAssigner):
 
     def match(self, priors: Priors, gt_boxes: Tensor) -> Tensor:
         """(R,) the GT each point trains for, -1 outside every region: the minimum-area GT among
-        the point's candidates (ties: lowest index)."""
+        the point's candidates (ties: lowest index). Windowed (the cells of B_v, plus the nearest
+        points) unless ``dense=True``; the same result."""
         area = (gt_boxes[:, 2:] - gt_boxes[:, :2]).clamp(min=0).prod(dim=1)
+        grid = self.prior_grid(priors)
+        if grid is None:
+            return self._match_dense(priors, gt_boxes, area)
+        L = grid.num_levels
+        ctr = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+        half = (gt_boxes[:, 2:] - gt_boxes[:, :2]).clamp(min=0) * (self.shrink_factor / 2)
+        lo = (ctr.double() - half.double())[:, None].expand(-1, L, -1)
+        hi = (ctr.double() + half.double())[:, None].expand(-1, L, -1)
+        best = BestPerPrior(len(priors), gt_boxes.device, area.dtype)
+        has = torch.zeros(len(gt_boxes) * L, dtype=torch.bool, device=gt_boxes.device)
+        for g, p in pairs_in_chunks(grid.windows(lo, hi), self.chunk_pairs):
+            inside = self.in_valid_box(priors.centers.index_select(0, p), gt_boxes.index_select(0, g))
+            keep = inside.nonzero().squeeze(1)
+            g, p = g.index_select(0, keep), p.index_select(0, keep)
+            has[g * L + priors.levels.index_select(0, p)] = True
+            best.update(p, g, -area.index_select(0, g))
+        # a level without a point in B_v: the point nearest the centre (if on the grid)
+        nearest, valid = self.nearest_points(priors, ctr)
+        gi, li = (valid & ~has.view(-1, L)).nonzero(as_tuple=True)
+        best.update(nearest[gi, li], gi, -area[gi])
+        return best.result()[1]
+
+    def _match_dense(self, priors: Priors, gt_boxes: Tensor, area: Tensor) -> Tensor:
+        """:meth:`match` from dense (GT chunk, R) :meth:`candidate_mask` s (the reference)."""
 
         def score(start, end):
             mask = self.candidate_mask(priors, gt_boxes, start, end)

@@ -4,8 +4,15 @@ Importing this package registers the built-in synthetic detection datasets in de
 ``DatasetCatalog`` / ``MetadataCatalog`` (lazily: nothing is generated until a dataset is loaded):
 ``synthetic_shapes_{train,val}``, ``synthetic_crowded_{train,val}``, ``synthetic_tiny_{train,val}``
 and their Pascal VOC twins ``*_voc_{train,val}``. See :mod:`dense_assign.data.synthetic`.
+:mod:`dense_assign.data.checks` checks dataset dicts and image loading before training.
 """
 
+from .checks import (
+    CheckedMapper,
+    DatasetError,
+    ImageLoadError,
+    check_dataset_dicts,
+)
 from .synthetic import (
     SYNTHETIC_CLASSES,
     SYNTHETIC_PRESETS,
@@ -24,6 +31,10 @@ from .synthetic import (
 register_all_synthetic()
 
 __all__ = [
+    "CheckedMapper",
+    "DatasetError",
+    "ImageLoadError",
+    "check_dataset_dicts",
     "SYNTHETIC_CLASSES",
     "SYNTHETIC_PRESETS",
     "SyntheticParams",

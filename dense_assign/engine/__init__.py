@@ -1,25 +1,40 @@
 """Training / evaluation machinery behind ``train_net.py``, reusable from tests and tools.
 
 * :mod:`.config`: :func:`load_config` (LazyConfig + checked ``key=value`` overrides),
-  :func:`cfg_get`, :func:`check_config`, :class:`ConfigError`.
+  :func:`cfg_get`, :func:`check_config`, :class:`ConfigError`, :func:`instantiate_checked`.
 * :mod:`.datasets`: :func:`prepare_datasets` (generates the ``synthetic_*`` datasets a config
   names, one process per machine first).
+* :mod:`.data`: checked datasets and :class:`DeterministicTrainLoader` (batches a function of
+  seed and iteration: exact ``--resume``, multi-process equivalence).
+* :mod:`.checkpoint`: :class:`AtomicCheckpointer`.
+* :mod:`.stability`: stop on a non-finite loss naming it, ``train.clip_grad``.
 * :mod:`.trainer`: :func:`do_train`, :func:`do_eval_only`, :func:`build_trainer`,
-  :func:`build_hooks`, :func:`ddp_kwargs`, :func:`build_model`.
+  :func:`build_hooks`, :func:`ddp_kwargs`, :func:`build_model`, :func:`build_optimizer`.
 * :mod:`.evaluation`: :func:`do_test`, :func:`build_evaluator`, :func:`write_results_json`.
 * :mod:`.visualization`: :func:`visualize_predictions`.
 * :mod:`.launcher`: :func:`build_argument_parser`, :func:`launch_from_args`, :func:`run`,
   :func:`setup`, :func:`configure_cpu_threads`.
 """
 
+from .checkpoint import AtomicCheckpointer
 from .config import (
+    CLIP_GRAD_DEFAULTS,
     OPTIONAL_KEYS,
     ConfigError,
     apply_overrides,
     cfg_get,
     check_config,
+    check_num_classes,
+    clip_grad_options,
     device_of,
+    instantiate_checked,
     load_config,
+)
+from .data import (
+    DeterministicTrainLoader,
+    build_test_loader,
+    build_train_loader,
+    check_test_dataset,
 )
 from .datasets import dataset_names_from_cfg, prepare_datasets
 from .evaluation import (
@@ -39,10 +54,20 @@ from .launcher import (
     run,
     setup,
 )
+from .stability import (
+    NonFiniteLossError,
+    add_gradient_clipping,
+    check_losses_finite,
+    non_finite_losses,
+)
 from .trainer import (
+    AMPTrainerChecked,
+    Trainer,
     build_hooks,
     build_model,
+    build_optimizer,
     build_trainer,
+    build_writers,
     ddp_kwargs,
     do_eval_only,
     do_train,
@@ -51,12 +76,29 @@ from .trainer import (
 from .visualization import PREDICTIONS_DIR, visualize_predictions
 
 __all__ = [
+    "AtomicCheckpointer",
+    "CLIP_GRAD_DEFAULTS",
     "OPTIONAL_KEYS",
     "ConfigError",
     "apply_overrides",
     "cfg_get",
     "check_config",
+    "check_num_classes",
+    "clip_grad_options",
+    "instantiate_checked",
     "load_config",
+    "DeterministicTrainLoader",
+    "build_test_loader",
+    "build_train_loader",
+    "check_test_dataset",
+    "NonFiniteLossError",
+    "add_gradient_clipping",
+    "check_losses_finite",
+    "non_finite_losses",
+    "AMPTrainerChecked",
+    "Trainer",
+    "build_optimizer",
+    "build_writers",
     "dataset_names_from_cfg",
     "prepare_datasets",
     "EVAL_RESULTS_FILE",

@@ -11,10 +11,11 @@ first. A key may be new only when that is legitimate:
 """
 
 import logging
+import math
 import os
-from typing import Any, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from detectron2.config import LazyConfig
 
@@ -22,11 +23,16 @@ __all__ = [
     "ConfigError",
     "OPTIONAL_KEYS",
     "KWARGS_NODES",
+    "CLIP_GRAD_DEFAULTS",
+    "CLIP_TYPES",
     "load_config",
     "apply_overrides",
     "cfg_get",
     "check_config",
+    "check_num_classes",
+    "clip_grad_options",
     "device_of",
+    "instantiate_checked",
 ]
 
 logger = logging.getLogger(__name__)
@@ -36,10 +42,25 @@ OPTIONAL_KEYS = {
     "train.vis_predictions": 0,
     "train.seed": -1,
     "train.cudnn_benchmark": False,
+    # the training batches are a function of (seed, iteration): exact --resume and multi-process
+    # equivalence (dense_assign.engine.data)
+    "train.deterministic_data": True,
+    # losses written to metrics.json / console / TensorBoard are the median over this many
+    # iterations (detectron2's 20); 1 writes each iteration's own values
+    "train.metrics_window": 20,
 }
 
-#: Config nodes that are passed as ``**kwargs`` to a constructor: a new child key is an argument.
-KWARGS_NODES = ("train.ddp", "train.checkpointer", "train.amp")
+#: Config nodes that are passed as ``**kwargs`` to a constructor (or read as options): a new
+#: child key is an argument (checked when it is used).
+KWARGS_NODES = ("train.ddp", "train.checkpointer", "train.amp", "train.clip_grad")
+
+#: ``train.clip_grad``: gradient clipping before each optimizer step (after AMP unscaling).
+#: ``clip_type`` "norm": the global norm of all gradients (``clip_grad_norm_``, as mmdetection's
+#: ``grad_clip=dict(max_norm, norm_type)``) is limited to ``clip_value``; "value": each gradient
+#: element is clamped to [-clip_value, clip_value]. (detectron2's yacs SOLVER.CLIP_GRADIENTS
+#: "norm" is per parameter tensor; LazyConfig training has no clipping of its own.)
+CLIP_GRAD_DEFAULTS = {"enabled": False, "clip_type": "norm", "clip_value": 35.0, "norm_type": 2.0}
+CLIP_TYPES = ("norm", "value")
 
 _CONFIG_EXTENSIONS = (".py", ".yaml", ".yml")
 _REQUIRED_TOP_KEYS = ("model", "dataloader", "train")
@@ -147,8 +168,126 @@ def load_config(config_file: str, overrides: Optional[Iterable[str]] = None):
     return apply_overrides(cfg, overrides, config_file)
 
 
+def clip_grad_options(cfg, config_file: str = "") -> Dict[str, Any]:
+    """``train.clip_grad`` merged over :data:`CLIP_GRAD_DEFAULTS`, checked: a
+    :class:`ConfigError` names the key and the allowed values."""
+    where = f" in {config_file}" if config_file else ""
+    node = cfg_get(cfg, "train.clip_grad", None)
+    if node is None:
+        return dict(CLIP_GRAD_DEFAULTS)
+    given = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    if not isinstance(given, dict):
+        raise ConfigError(
+            f"train.clip_grad={given!r}{where} must be a dict with keys {sorted(CLIP_GRAD_DEFAULTS)}"
+        )
+    unknown = sorted(set(given) - set(CLIP_GRAD_DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"train.clip_grad{where} has unknown key(s) {unknown}; allowed: {sorted(CLIP_GRAD_DEFAULTS)}"
+        )
+    options = dict(CLIP_GRAD_DEFAULTS, **given)
+    if options["clip_type"] not in CLIP_TYPES:
+        raise ConfigError(
+            f"train.clip_grad.clip_type={options['clip_type']!r}{where}; allowed: {', '.join(CLIP_TYPES)}"
+        )
+    for key in ("clip_value", "norm_type"):
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"train.clip_grad.{key}={value!r}{where} must be a number > 0")
+    if not math.isfinite(options["clip_value"]):
+        raise ConfigError(f"train.clip_grad.clip_value={options['clip_value']!r}{where} must be finite")
+    options["enabled"] = bool(options["enabled"])
+    return options
+
+
+def _dataset_names(cfg, key: str) -> List[str]:
+    value = cfg_get(cfg, key, None)
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
+def check_num_classes(cfg, config_file: str = "") -> None:
+    """``model.num_classes`` must equal the number of classes (``thing_classes``) of every train
+    and test dataset whose metadata has them; a dataset name must be registered."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    where = f" in {config_file}" if config_file else ""
+    num_classes = cfg_get(cfg, "model.num_classes", None)
+    registered = set(DatasetCatalog.list())
+    for key in ("dataloader.train.dataset.names", "dataloader.test.dataset.names"):
+        for name in _dataset_names(cfg, key):
+            if name not in registered:
+                similar = sorted(n for n in registered if n.split("_")[0] == name.split("_")[0])
+                raise ConfigError(
+                    f"{key}: dataset {name!r}{where} is not registered"
+                    + (f" (registered with that prefix: {similar[:12]})" if similar else "")
+                    + "; register it in the config file or in an imported module"
+                )
+            classes = MetadataCatalog.get(name).get("thing_classes", None)
+            if num_classes is None or classes is None:
+                continue
+            if int(num_classes) != len(classes):
+                shown = list(classes[:8]) + (["..."] if len(classes) > 8 else [])
+                raise ConfigError(
+                    f"model.num_classes={num_classes}{where} but dataset {name!r} ({key}) has "
+                    f"{len(classes)} classes {shown}: set model.num_classes={len(classes)}"
+                )
+
+
+def _lazy_children(node, key: str):
+    """(key, child) of the LazyCall nodes directly below ``node`` (lists included)."""
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            if k == "_target_" or OmegaConf.is_interpolation(node, k):
+                continue  # an interpolation is the node it points to, checked there
+            yield from _lazy_children_of_value(node[k], f"{key}.{k}")
+    elif isinstance(node, ListConfig):
+        for i, child in enumerate(node):
+            yield from _lazy_children_of_value(child, f"{key}[{i}]")
+
+
+def _lazy_children_of_value(child, key: str):
+    if isinstance(child, DictConfig) and "_target_" in child:
+        yield key, child
+    elif isinstance(child, (DictConfig, ListConfig)):
+        yield from _lazy_children(child, key)
+
+
+def _failing_node(node, key: str):
+    """The deepest LazyCall node below (or at) ``node`` whose instantiation fails."""
+    from detectron2.config import instantiate
+
+    for child_key, child in _lazy_children(node, key):
+        try:
+            instantiate(child)
+        except Exception:
+            return _failing_node(child, child_key)
+    return key, node
+
+
+def instantiate_checked(node, key: str):
+    """``instantiate(node)``; an error becomes a :class:`ConfigError` that names the config key
+    of the object that failed to build (the deepest failing ``LazyCall``), e.g.
+    ``model.assigner (MaxIoUAssigner): thresholds must be ...``. (On failure the sub-nodes are
+    built again, one by one, to find it.)"""
+    from detectron2.config import instantiate
+
+    try:
+        return instantiate(node)
+    except ConfigError:
+        raise
+    except Exception as e:
+        failed_key, failed = _failing_node(node, key)
+        target = failed.get("_target_", "?") if isinstance(failed, DictConfig) else "?"
+        name = getattr(target, "__qualname__", None) or str(target).rpartition(".")[2]
+        raise ConfigError(f"Cannot build {failed_key} ({name}): {type(e).__name__}: {e}") from e
+
+
 def check_config(cfg, eval_only: bool = False, config_file: str = "") -> None:
-    """Check what ``train_net.py`` needs beyond the layout, before any process is started."""
+    """Check what ``train_net.py`` needs beyond the layout, before any process is started:
+    required keys, the output directory, the device, ``train.clip_grad`` and that
+    ``model.num_classes`` matches the datasets."""
     import torch
 
     where = f" in {config_file}" if config_file else ""
@@ -168,3 +307,8 @@ def check_config(cfg, eval_only: bool = False, config_file: str = "") -> None:
             f"train.device={device!r}{where} but CUDA is not available on this machine: "
             "add the override train.device=cpu"
         )
+    clip_grad_options(cfg, config_file)
+    window = cfg_get(cfg, "train.metrics_window", OPTIONAL_KEYS["train.metrics_window"])
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ConfigError(f"train.metrics_window={window!r}{where} must be an integer >= 1")
+    check_num_classes(cfg, config_file)

@@ -6,6 +6,7 @@ which runs :func:`run` in each of ``--num-gpus`` processes per machine (in the c
 when there is only one).
 """
 
+import copy
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from .config import check_config, device_of, load_config
+from .config import check_config, device_of, instantiate_checked, load_config
 from .datasets import prepare_datasets
 from .trainer import do_eval_only, do_train
 
@@ -58,6 +59,10 @@ Use --dist-url auto for a free local port in single-machine runs.
 Config keys read besides detectron2's standard ones: train.vis_predictions (int, default 0):
 after the final evaluation, draw the predictions (score > 0.3) on that many test images into
 <train.output_dir>/predictions/. The final metrics go to <train.output_dir>/final_results.json.
+train.clip_grad.{{enabled,clip_type,clip_value,norm_type}} (default off; clip_type norm or value):
+gradient clipping. train.metrics_window (default 20): iterations of the median of the logged
+losses (1: each iteration's own). train.deterministic_data (default True): training batches are a
+function of train.seed and the iteration, so --resume and several processes see the same data.
 """
 
 
@@ -153,10 +158,16 @@ def run(args) -> Dict[str, Any]:
 def launch_from_args(args, main_func: Callable = run) -> None:
     """Check the config in this process, then start ``main_func(args)`` in ``args.num_gpus``
     processes per machine with detectron2's ``launch``. Raises ``ConfigError`` for a bad config
-    file or override before any process is started."""
+    file or override (and, with several processes, a model that cannot be built) before any
+    process is started."""
     import_project_modules()
     cfg = load_config(args.config_file, args.opts)
     check_config(cfg, eval_only=args.eval_only, config_file=args.config_file)
+    if args.num_gpus * args.num_machines > 1:
+        # Build the model once here, on the CPU, so that a bad model config is one clear error
+        # (ConfigError) before the workers start; a single process builds it in run() and
+        # raises the same error in this process.
+        instantiate_checked(copy.deepcopy(cfg.model), "model")
     _prepare_environment(cfg, args.num_gpus)
     launch(
         main_func,

@@ -2,6 +2,7 @@
 ``configs/common/train.py``), in the process that calls them (one of ``launch``'s workers)."""
 
 import logging
+import os
 from typing import Any, Callable, Dict, List
 
 import torch
@@ -9,11 +10,15 @@ from omegaconf import OmegaConf
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
-from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
+from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
+from detectron2.utils.file_io import PathManager
 
-from .config import OPTIONAL_KEYS, cfg_get, device_of
+from .checkpoint import AtomicCheckpointer
+from .config import OPTIONAL_KEYS, cfg_get, clip_grad_options, device_of, instantiate_checked
+from .data import DeterministicTrainLoader, build_train_loader, check_test_dataset
 from .evaluation import (
     EVAL_RESULTS_FILE,
     FINAL_RESULTS_FILE,
@@ -21,6 +26,7 @@ from .evaluation import (
     results_path,
     write_results_json,
 )
+from .stability import FiniteLossCheck, add_gradient_clipping
 from .visualization import visualize_predictions
 
 __all__ = [
@@ -28,10 +34,18 @@ __all__ = [
     "build_trainer",
     "build_hooks",
     "build_model",
+    "build_optimizer",
+    "build_writers",
     "do_train",
     "do_eval_only",
     "maybe_visualize",
+    "Trainer",
+    "AMPTrainerChecked",
+    "TRAIN_DATA_STATE",
 ]
+
+#: Key of the training data stream's state (its seed) in the checkpoints.
+TRAIN_DATA_STATE = "train_data"
 
 logger = logging.getLogger(__name__)
 
@@ -60,26 +74,62 @@ def ddp_kwargs(cfg) -> Dict[str, Any]:
     return kwargs
 
 
+class Trainer(FiniteLossCheck, SimpleTrainer):
+    """detectron2's ``SimpleTrainer`` that stops on a non-finite loss naming it
+    (:class:`~dense_assign.engine.stability.FiniteLossCheck`)."""
+
+
+class AMPTrainerChecked(FiniteLossCheck, AMPTrainer):
+    """detectron2's ``AMPTrainer`` that stops on a non-finite loss naming it."""
+
+
 def build_trainer(cfg, model, data_loader, optimizer) -> SimpleTrainer:
-    """``AMPTrainer`` when ``train.amp.enabled`` and the model runs on CUDA; otherwise
-    ``SimpleTrainer`` (with a warning when AMP was asked for on a device without CUDA:
-    detectron2's ``AMPTrainer`` supports CUDA only)."""
+    """:class:`AMPTrainerChecked` when ``train.amp.enabled`` and the model runs on CUDA;
+    otherwise :class:`Trainer` (with a warning when AMP was asked for on a device without CUDA:
+    detectron2's ``AMPTrainer`` supports CUDA only). Both stop on a non-finite loss."""
     if bool(cfg_get(cfg, "train.amp.enabled", False)):
         device = device_of(cfg)
         if device.type == "cuda" and torch.cuda.is_available():
-            return AMPTrainer(model, data_loader, optimizer)
+            return AMPTrainerChecked(model, data_loader, optimizer)
         logger.warning(
             f"train.amp.enabled=True, but train.device={device} has no CUDA: mixed precision "
             "training (AMPTrainer) needs a GPU. Training in full precision with SimpleTrainer."
         )
-    return SimpleTrainer(model, data_loader, optimizer)
+    return Trainer(model, data_loader, optimizer)
+
+
+def build_optimizer(cfg, model) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` for ``model``, clipping gradients as ``train.clip_grad`` says."""
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    options = clip_grad_options(cfg)
+    if options["enabled"]:
+        logger.info(
+            f"Gradient clipping: {options['clip_type']} at {options['clip_value']}"
+            + (f" (norm type {options['norm_type']})" if options["clip_type"] == "norm" else "")
+        )
+    return add_gradient_clipping(optimizer, options)
+
+
+def build_writers(cfg) -> List[Any]:
+    """detectron2's default writers (console, ``metrics.json``, TensorBoard), with the median
+    window of ``train.metrics_window``."""
+    key = "train.metrics_window"
+    window = int(cfg_get(cfg, key, OPTIONAL_KEYS[key]))
+    output_dir = cfg.train.output_dir
+    PathManager.mkdirs(output_dir)
+    return [
+        CommonMetricPrinter(cfg.train.max_iter, window_size=window),
+        JSONWriter(os.path.join(output_dir, "metrics.json"), window_size=window),
+        TensorboardXWriter(output_dir, window_size=window),
+    ]
 
 
 def build_hooks(cfg, checkpointer, eval_function: Callable[[], Dict]) -> List[Any]:
     """The training hooks, in this order: iteration timer, LR schedule (``cfg.lr_multiplier``),
     periodic checkpoints (``train.checkpointer``; main process), evaluation every
-    ``train.eval_period`` iterations and after the last one, and detectron2's default writers
-    (console, ``metrics.json``, TensorBoard) every ``train.log_period`` iterations (main process).
+    ``train.eval_period`` iterations and after the last one, and the writers of
+    :func:`build_writers` every ``train.log_period`` iterations (main process).
     ``None`` entries (other processes) are dropped by ``trainer.register_hooks``."""
     main = comm.is_main_process()
     return [
@@ -90,7 +140,7 @@ def build_hooks(cfg, checkpointer, eval_function: Callable[[], Dict]) -> List[An
         else None,
         hooks.EvalHook(cfg_get(cfg, "train.eval_period", 0), eval_function),
         hooks.PeriodicWriter(
-            default_writers(cfg.train.output_dir, cfg.train.max_iter),
+            build_writers(cfg),
             period=cfg_get(cfg, "train.log_period", 20),
         )
         if main
@@ -99,8 +149,9 @@ def build_hooks(cfg, checkpointer, eval_function: Callable[[], Dict]) -> List[An
 
 
 def build_model(cfg) -> torch.nn.Module:
-    """Instantiate ``cfg.model`` on ``train.device`` (not wrapped for DDP)."""
-    model = instantiate(cfg.model)
+    """Instantiate ``cfg.model`` on ``train.device`` (not wrapped for DDP). An error names the
+    config key of the part that failed to build (:class:`~dense_assign.engine.ConfigError`)."""
+    model = instantiate_checked(cfg.model, "model")
     logger.info(f"Model:\n{model}")
     model.to(device_of(cfg))
     return model
@@ -120,21 +171,29 @@ def maybe_visualize(cfg, model) -> List[str]:
 def do_train(cfg, resume: bool = False) -> Dict[str, Any]:
     """Train ``cfg.model`` as configured; returns the results of the final evaluation.
 
-    With ``resume``, continues from the last checkpoint of ``train.output_dir`` (iteration and
-    optimizer state included) when there is one; otherwise starts at iteration 0 from
+    With ``resume``, continues from the last checkpoint of ``train.output_dir`` (iteration,
+    optimizer, hook and data-stream states included: with the deterministic data stream of
+    :mod:`dense_assign.engine.data` the run continues as if it had not stopped) when there is one; otherwise starts at iteration 0 from
     ``train.init_checkpoint`` (empty: from scratch). After the final evaluation, the main process
     writes the results to ``<train.output_dir>/final_results.json`` and draws
     ``train.vis_predictions`` images.
     """
     model = build_model(cfg)
-    cfg.optimizer.params.model = model
-    optimizer = instantiate(cfg.optimizer)
-    train_loader = instantiate(cfg.dataloader.train)
+    num_classes = getattr(model, "num_classes", None)
+    optimizer = build_optimizer(cfg, model)
+    # Datasets are loaded and checked before training: bad data fails here, not at iteration N
+    # or in the final evaluation.
+    train_loader = build_train_loader(cfg, num_classes)
+    check_test_dataset(cfg, num_classes)
 
     model = create_ddp_model(model, **ddp_kwargs(cfg))
     trainer = build_trainer(cfg, model, train_loader, optimizer)
-    # The trainer's state holds the iteration, the optimizer and the hooks' states.
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    # The trainer's state holds the iteration, the optimizer and the hooks' states; the data
+    # stream's, its seed. Checkpoints are written atomically.
+    checkpointables = {"trainer": trainer}
+    if isinstance(train_loader, DeterministicTrainLoader):
+        checkpointables[TRAIN_DATA_STATE] = train_loader
+    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, **checkpointables)
 
     latest: Dict[str, Any] = {}
 
@@ -152,6 +211,8 @@ def do_train(cfg, resume: bool = False) -> Dict[str, Any]:
         start_iter = trainer.iter + 1
     else:
         start_iter = 0
+    if isinstance(train_loader, DeterministicTrainLoader):
+        train_loader.start_iter = start_iter  # its first batch is drawn by trainer.train
     trainer.train(start_iter, cfg.train.max_iter)
 
     results = latest.get("results") or {}

@@ -13,15 +13,20 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
-from ..registry import ASSIGNER_REGISTRY, build_from_registry
+from ..registry import ASSIGNER_REGISTRY, DENSE_HEAD_REGISTRY, build_from_registry
 from ..structures import AssignResult, DensePredictions, Priors
 from ..evaluation.assignment_stats import assignment_statistics
 from ..losses.dense_loss import put_scalar
 from .scoring import SCORE_FUNCTIONS, compute_scores, needs_quality
 
 logger = logging.getLogger(__name__)
+
+
+class NonFinitePredictionError(FloatingPointError):
+    """The head's box outputs became NaN or infinite during training (the model diverged)."""
 
 
 def point_prior_generator(strides=(8, 16, 32, 64, 128), offset: float = 0.5, scale: float = 1.0):
@@ -73,6 +78,17 @@ class OneStageDetector(DenseDetector):
                 GT boxes (its max IoU with any of them, ignoring class). Needs GT instances in the
                 test inputs (a test mapper with ``is_train=True`` and no random augmentation).
         """
+        if isinstance(head, str):  # a registered head by name, built for this backbone
+            shapes = backbone.output_shape()
+            names = head_in_features or sorted(shapes, key=lambda f: shapes[f].stride)
+            head = build_from_registry(
+                DENSE_HEAD_REGISTRY,
+                head,
+                "model.head",
+                input_shape=[shapes[f] for f in names],
+                num_classes=num_classes,
+                num_anchors=prior_generator.num_cell_anchors[0],
+            )
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
         self.num_classes = num_classes
         self.prior_generator = prior_generator
@@ -134,6 +150,13 @@ class OneStageDetector(DenseDetector):
                 f"model.test_score_thresh ({self.test_score_thresh}) must be in [0, 1) and "
                 f"model.test_nms_thresh ({self.test_nms_thresh}) in (0, 1]"
             )
+        if not 0.0 <= self.test_score_alpha <= 1.0:
+            raise ValueError(f"model.test_score_alpha={self.test_score_alpha} must be in [0, 1]")
+        for key in ("test_topk_candidates", "max_detections_per_image"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"model.{key}={getattr(self, key)} must be >= 1")
+        if self.num_classes < 1:
+            raise ValueError(f"model.num_classes={self.num_classes} must be >= 1")
 
     # ------------------------------------------------------------------ priors
     def build_priors(self, features: List[Tensor]) -> Priors:
@@ -185,6 +208,7 @@ class OneStageDetector(DenseDetector):
 
     def forward_training(self, images: ImageList, features, predictions, gt_instances):
         preds = self._flatten_predictions(features, predictions)
+        self._check_finite_boxes(preds)
         priors = self.build_priors(features)
         assignments = self.assign(priors, preds, gt_instances, images.image_sizes)
         self._log_assignment_stats(priors, assignments, gt_instances)
@@ -197,6 +221,24 @@ class OneStageDetector(DenseDetector):
         )
         losses.update(self._assigner_losses(assignments))
         return losses
+
+    @staticmethod
+    def _check_finite_boxes(preds: DensePredictions) -> None:
+        """Non-finite box outputs (a diverged model) would fail inside box decoding or a GIoU
+        assertion of an assigner or loss; stop with a message instead. (Non-finite class or
+        quality outputs give NaN losses, which the trainer reports by name.)"""
+        if bool(torch.isfinite(preds.deltas).all()):
+            return
+        try:
+            where = f" at iteration {get_event_storage().iter}"
+        except AssertionError:  # no EventStorage: not in a training loop
+            where = ""
+        num_bad = int((~torch.isfinite(preds.deltas)).sum())
+        raise NonFinitePredictionError(
+            f"Non-finite box outputs of the head{where} ({num_bad} of {preds.deltas.numel()} "
+            "values): training diverged before the box losses (loss_box_reg) could be computed. "
+            "Consider a lower learning rate, a longer warmup or train.clip_grad.enabled=True."
+        )
 
     @staticmethod
     def _assigner_losses(assignments: List[AssignResult]):
@@ -213,8 +255,31 @@ class OneStageDetector(DenseDetector):
         for name, value in stats.items():
             put_scalar(f"assign/{name}", value)
 
+    def check_gt_instances(self, batched_inputs) -> None:
+        """Refuse ground truth that would fail (or silently corrupt the targets) inside an
+        assigner or a loss: non-finite boxes, class ids outside [0, num_classes). The message
+        names the image. (The data path of ``train_net.py`` drops bad boxes before; this guards
+        custom mappers and direct calls.)"""
+        for x in batched_inputs:
+            inst = x.get("instances", None)
+            if inst is None or len(inst) == 0:
+                continue
+            boxes, classes = inst.gt_boxes.tensor, inst.gt_classes
+            name = x.get("file_name", None) or f"image_id={x.get('image_id', '?')}"
+            if not bool(torch.isfinite(boxes).all()):
+                bad = (~torch.isfinite(boxes)).any(dim=1).nonzero()[:, 0].tolist()
+                raise ValueError(f"Ground truth of {name}: non-finite boxes at indices {bad[:10]}")
+            outside = (classes < 0) | (classes >= self.num_classes)
+            if bool(outside.any()):
+                raise ValueError(
+                    f"Ground truth of {name}: class ids {sorted(set(classes[outside].tolist()))} "
+                    f"outside [0, {self.num_classes}) (model.num_classes={self.num_classes})"
+                )
+
     # ------------------------------------------------------------------ inference
     def forward(self, batched_inputs):
+        if self.training:
+            self.check_gt_instances(batched_inputs)
         if self.training or not self.test_quality_oracle:
             return super().forward(batched_inputs)
         if not all("instances" in x for x in batched_inputs):

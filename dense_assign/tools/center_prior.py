@@ -51,13 +51,13 @@ def prior_map(mu: torch.Tensor, sigma: torch.Tensor, extent: float, size: int = 
 def class_names_of(cfg, rows: int) -> List[str]:
     from detectron2.data import MetadataCatalog
 
-    from ..engine import cfg_get, prepare_datasets
+    from ..engine import cfg_get
 
+    # registration sets thing_classes (COCO, VOC, the synthetic sets): no need to load the data
     names = cfg_get(cfg, "dataloader.train.dataset.names", None)
     classes = []
     if names is not None:
         first = names if isinstance(names, str) else list(names)[0]
-        prepare_datasets(cfg)
         classes = list(MetadataCatalog.get(first).get("thing_classes", []) or [])
     if rows == 1:
         return ["all classes (shared)"]

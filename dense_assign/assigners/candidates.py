@@ -1,0 +1,536 @@
+"""Candidate windows: the (GT, prior) pairs an assigner looks at, without a dense (M, R) matrix.
+
+A GT box only concerns the priors near it. Priors lie on one regular grid per pyramid level
+(:class:`PriorGrid`: prior ``(y, x, a)`` of level ``l`` has index ``start_l + (y W_l + x) A + a`` and
+centre ``((x + offset) s_l, (y + offset) s_l)``), so the priors whose centre can fall into an
+axis-aligned rectangle form a rectangle of grid cells. The assigners describe, per GT and level,
+the rectangle (in pixels) that *contains* their candidates' centres; :meth:`PriorGrid.windows` turns
+it into cell ranges and :meth:`Windows.pairs` expands those into flat ``(gt_idx, prior_idx)`` lists,
+vectorized over GTs (a loop over levels and over chunks of GTs only). The assigner then evaluates
+its own exact rule on the pairs, with the same floating-point operations as its dense version, and
+reduces per prior with scatter operations (:class:`BestPerPrior`).
+
+Why the result is exactly the dense one: a window only has to be a *superset* of the candidates,
+because the rule itself is re-evaluated on every pair. The windows are therefore widened by a slack
+(:meth:`PriorGrid.slack`) covering the largest deviation of the actual prior centres from the ideal
+grid (measured once per :class:`~dense_assign.structures.Priors` content, e.g. the float rounding
+of detectron2's anchor boxes) and the float rounding of the bounds. Reductions reproduce the dense
+tie-breaking: the maximum score, and among equal scores the lowest GT index (what ``max(dim=0)``
+returns).
+
+For "the k nearest priors" (ATSS, AutoAssign's fallback) a fixed-size window around the cell nearest
+the GT centre is used, and each GT's window is *checked*: it is kept only if its k-th smallest
+distance is below a lower bound of the distance of every prior outside it
+(:func:`nearest_candidates`), otherwise the dense computation runs for that GT and level. Ties among
+equal distances go to the lowest prior index (:func:`k_smallest`), in both the dense and the
+windowed paths.
+
+When the priors do not follow that layout (a hand-made :class:`Priors`, or centres far from the
+grid), :meth:`PriorGrid.of` returns None and the assigners use their dense computation.
+"""
+import bisect
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+#: Relative and absolute slack (pixels) added to every window bound, on top of the measured
+#: deviation of the prior centres from the ideal grid: far above float32 rounding (~6e-8 relative).
+REL_SLACK = 1e-5
+ABS_SLACK = 1e-3
+
+
+def k_smallest(values: Tensor, k: int) -> Tensor:
+    """(m, k) column indices of the k smallest values of each row of (m, n) ``values`` (n >= k),
+    ascending; among equal values the lowest columns win, so the choice is deterministic. NaN
+    counts as +inf."""
+    m, n = values.shape
+    if k <= 0 or m == 0:
+        return torch.zeros((m, max(k, 0)), dtype=torch.long, device=values.device)
+    values = torch.nan_to_num(values, nan=math.inf)
+    kth = values.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1, keepdim=True)
+    below = values < kth
+    tied = values == kth
+    need = k - below.sum(dim=1, keepdim=True)
+    keep = below | (tied & (tied.cumsum(dim=1) <= need))
+    return keep.nonzero(as_tuple=True)[1].view(m, k)
+
+
+def pair_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of (P, 4) ``boxes1[i]`` with ``boxes2[i]``, with the floating-point operations of
+    detectron2's ``pairwise_iou`` (so that a pair gets the very value of the dense matrix)."""
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    wh = torch.min(boxes1[:, 2:], boxes2[:, 2:]) - torch.max(boxes1[:, :2], boxes2[:, :2])
+    wh.clamp_(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    return torch.where(inter > 0, inter / (area1 + area2 - inter), torch.zeros_like(inter))
+
+
+def pair_deltas(points: Tensor, boxes: Tensor) -> Tensor:
+    """(l, t, r, b) of (P, 2) ``points[i]`` to ``boxes[i]``: (P, 4), as :func:`point_box_deltas`
+    computes them for all pairs."""
+    x, y = points[:, 0], points[:, 1]
+    return torch.stack((x - boxes[:, 0], y - boxes[:, 1], boxes[:, 2] - x, boxes[:, 3] - y), dim=1)
+
+
+class BestPerPrior:
+    """Per prior, the highest score over the (GT, prior) pairs fed to :meth:`update` and its GT
+    index, ties to the lowest GT index; -inf / -1 for a prior without pairs. Pairs can come in
+    any number of chunks, in any order: the result equals a dense ``max(dim=0)`` over GTs."""
+
+    def __init__(self, num_priors: int, device, dtype=torch.float32):
+        self.num_priors = num_priors
+        self.device = device
+        self.dtype = dtype
+        self.best: Optional[Tensor] = None
+        self.idx: Optional[Tensor] = None
+
+    def update(self, prior_idx: Tensor, gt_idx: Tensor, score: Tensor) -> None:
+        if len(prior_idx) == 0:
+            return
+        best = torch.full((self.num_priors,), -math.inf, dtype=self.dtype, device=self.device)
+        best.scatter_reduce_(0, prior_idx, score.to(self.dtype), reduce="amax")
+        top = (score == best.index_select(0, prior_idx)).nonzero().squeeze(1)
+        idx = torch.full((self.num_priors,), _NO_GT, dtype=torch.long, device=self.device)
+        idx.scatter_reduce_(
+            0, prior_idx.index_select(0, top), gt_idx.index_select(0, top), reduce="amin"
+        )
+        if self.best is None:
+            self.best, self.idx = best, idx
+            return
+        take = (best > self.best) | ((best == self.best) & (idx < self.idx))
+        self.best = torch.where(take, best, self.best)
+        self.idx = torch.where(take, idx, self.idx)
+
+    def result(self) -> Tuple[Tensor, Tensor]:
+        """(best score, GT index) per prior; (-inf, -1) for a prior without a finite score."""
+        if self.best is None:
+            best = torch.full((self.num_priors,), -math.inf, dtype=self.dtype, device=self.device)
+            return best, torch.full((self.num_priors,), -1, dtype=torch.long, device=self.device)
+        none = ~torch.isfinite(self.best) | (self.idx == _NO_GT)
+        return self.best, self.idx.masked_fill(none, -1)
+
+
+_NO_GT = torch.iinfo(torch.long).max
+
+
+@dataclass
+class Windows:
+    """Rectangles of grid cells, (M, L, B) of them: for GT m, level l and anchor group b, the
+    cells ``k0[m, l, b] .. k1[m, l, b]`` (inclusive (x, y) ranges; empty where k1 < k0). A group
+    is every anchor of a cell (B = 1) or, with ``per_anchor``, anchor b alone (B = A)."""
+
+    grid: "PriorGrid"
+    k0: Tensor  # (M, L, B, 2) long
+    k1: Tensor  # (M, L, B, 2) long
+    per_anchor: bool
+
+    @property
+    def num_gt(self) -> int:
+        return self.k0.shape[0]
+
+    def counts(self) -> Tensor:
+        """(M, L, B) pairs of each window."""
+        n = (self.k1 - self.k0 + 1).clamp(min=0)
+        return n[..., 0] * n[..., 1] * (1 if self.per_anchor else self.grid.num_anchors)
+
+    def num_pairs(self) -> int:
+        return int(self.counts().sum())
+
+    def gt_chunks(self, max_pairs: int) -> Iterator[Tuple[int, int]]:
+        """(start, end) GT ranges whose windows hold at most ``max_pairs`` pairs (a GT with more
+        gets a chunk of its own)."""
+        cum = self.counts().flatten(1).sum(dim=1).cumsum(0).tolist()
+        start, done = 0, 0
+        while start < self.num_gt:
+            # the last GT whose cumulated count stays within the budget
+            end = bisect.bisect_right(cum, done + max_pairs, lo=start)
+            end = max(end, start + 1)
+            yield start, end
+            done = cum[end - 1]
+            start = end
+
+    def pairs(self, start: int = 0, end: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        """(gt_idx, prior_idx) of the windows of GTs ``start..end-1``: (P,) each, grouped by
+        window (GT, level, anchor), inside a window by prior index.
+
+        Expanded in two steps, both with ``repeat_interleave``: windows into rows of cells, rows
+        into pairs (consecutive prior indices for a window of all anchors, every A-th for a
+        window of one anchor)."""
+        end = self.num_gt if end is None else end
+        g = self.grid
+        device = self.k0.device
+        L, A = g.num_levels, g.num_anchors
+        B = self.k0.shape[2]
+        k0 = self.k0[start:end].reshape(-1, 2)
+        k1 = self.k1[start:end].reshape(-1, 2)
+        nx = (k1[:, 0] - k0[:, 0] + 1).clamp(min=0)
+        ny = (k1[:, 1] - k0[:, 1] + 1).clamp(min=0) * (nx > 0)
+        num_rows = int(ny.sum())
+        if num_rows == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return empty, empty.clone()
+        # windows -> rows of cells
+        win = torch.repeat_interleave(torch.arange(len(ny), device=device), ny, output_size=num_rows)
+        dy = torch.arange(num_rows, device=device) - (ny.cumsum(0) - ny).index_select(0, win)
+        level = torch.div(win, B, rounding_mode="floor") % L
+        width = g.widths_t.index_select(0, level)
+        first = k0.index_select(0, win)
+        row_base = g.starts_t.index_select(0, level) + ((first[:, 1] + dy) * width + first[:, 0]) * A
+        if self.per_anchor:
+            row_base += win % B  # anchor b of every cell: prior indices A apart
+            step, row_len = A, nx.index_select(0, win)
+        else:  # every anchor of every cell of a row: consecutive prior indices
+            step, row_len = 1, nx.index_select(0, win) * A
+        total = int(row_len.sum())
+        # rows -> pairs
+        row_first = row_len.cumsum(0) - row_len
+        r = torch.repeat_interleave(torch.arange(num_rows, device=device), row_len, output_size=total)
+        prior = (row_base - row_first * step).index_select(0, r)
+        prior += torch.arange(0, total * step, step, device=device)
+        gt_row = start + torch.div(win, L * B, rounding_mode="floor")
+        return gt_row.index_select(0, r), prior
+
+
+#: Layouts whose grid is kept for priors of the same content (image sizes in flight).
+RECENT_LAYOUTS = 4
+_RECENT: "OrderedDict" = OrderedDict()
+
+
+def _same_key(a, b) -> bool:
+    return all(x is y if isinstance(x, Tensor) else x == y for x, y in zip(a, b))
+
+
+class PriorGrid:
+    """The per-level grid layout of a :class:`~dense_assign.structures.Priors` (see module doc)."""
+
+    def __init__(self, priors, tol: float):
+        device = priors.centers.device
+        self.num_levels = priors.num_levels
+        self.num_anchors = int(priors.num_anchors)
+        self.offset = float(priors.offset)
+        self.heights = [int(h) for h, _ in priors.grid_sizes]
+        self.widths = [int(w) for _, w in priors.grid_sizes]
+        self.strides = [float(s) for s in priors.level_strides]
+        starts = [0]
+        for n in priors.level_sizes[:-1]:
+            starts.append(starts[-1] + int(n))
+        self.starts = starts
+        self.num_priors = len(priors)
+        self.tol = float(tol)
+        self.device = device
+        self.starts_t = torch.tensor(starts, dtype=torch.long, device=device)
+        self.widths_t = torch.tensor(self.widths, dtype=torch.long, device=device)
+        self.sizes_t = torch.tensor(
+            [[w, h] for w, h in zip(self.widths, self.heights)], dtype=torch.long, device=device
+        ).reshape(-1, 2)
+        self.strides_t = torch.tensor(self.strides, dtype=torch.float64, device=device)
+        self._priors = priors
+        self._shapes = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def of(cls, priors) -> Optional["PriorGrid"]:
+        """The grid of ``priors``, or None when they are not laid out on one.
+
+        Cached on the object (keyed by its tensors), and for the last few layouts by content: a
+        training step builds new priors of the same content, which then cost an equality test
+        instead of a new measurement."""
+        layout = (
+            tuple(int(n) for n in priors.level_sizes),
+            tuple(tuple(int(v) for v in s) for s in priors.grid_sizes),
+            tuple(float(s) for s in priors.level_strides),
+            int(priors.num_anchors),
+            float(priors.offset),
+            str(priors.centers.device),
+            priors.centers.dtype,
+        )
+        key = (priors.centers, priors.centers._version, priors.boxes, priors.boxes._version, layout)
+        cached = priors.__dict__.get("_prior_grid")
+        if cached is not None and _same_key(cached[0], key):
+            return cached[1]
+        grid, found = None, False
+        entry = _RECENT.get(layout)
+        if entry is not None:
+            c, cv, b, bv, g = entry
+            if c._version == cv and b._version == bv:  # the cached tensors are unchanged
+                found = (c is priors.centers and b is priors.boxes) or (
+                    torch.equal(c, priors.centers) and torch.equal(b, priors.boxes)
+                )
+                grid = g
+        if not found:
+            grid = cls._build(priors)
+            _RECENT[layout] = (priors.centers, priors.centers._version, priors.boxes, priors.boxes._version, grid)
+            while len(_RECENT) > RECENT_LAYOUTS:
+                _RECENT.popitem(last=False)
+        else:
+            _RECENT.move_to_end(layout)
+        priors.__dict__["_prior_grid"] = (key, grid)
+        return grid
+
+    @staticmethod
+    def forget(priors=None) -> None:
+        """Drop the grid cached on ``priors`` (the next :meth:`of` compares its content with the
+        recent layouts'); with no argument, forget the recent layouts too."""
+        if priors is not None:
+            priors.__dict__.pop("_prior_grid", None)
+        else:
+            _RECENT.clear()
+
+    @classmethod
+    def _build(cls, priors) -> Optional["PriorGrid"]:
+        L, A = priors.num_levels, int(priors.num_anchors)
+        if (
+            A < 1
+            or L == 0
+            or len(priors.grid_sizes) != L
+            or len(priors.level_strides) != L
+            or not math.isfinite(float(priors.offset))
+            or sum(priors.level_sizes) != len(priors)
+        ):
+            return None
+        devs, start = [], 0
+        for (h, w), s, n in zip(priors.grid_sizes, priors.level_strides, priors.level_sizes):
+            h, w, n = int(h), int(w), int(n)
+            if h * w * A != n or not float(s) > 0:
+                return None
+            if n == 0:
+                continue
+            c = priors.centers[start : start + n].reshape(h, w, A, 2)
+            # ideal coordinates (float64) rounded to the centres' dtype, the centres' distance to
+            # them (exact: close values), plus that rounding
+            ideal = (torch.arange(max(h, w), dtype=torch.float64, device=c.device) + priors.offset) * float(s)
+            near = ideal.to(c.dtype)
+            devs.append(
+                torch.stack(
+                    (
+                        (c[..., 0] - near[None, :w, None]).abs().amax().double(),
+                        (c[..., 1] - near[:h, None, None]).abs().amax().double(),
+                    )
+                ).amax()
+                + (near.double() - ideal).abs().amax()
+            )
+            start += n
+        tol = float(torch.stack(devs).amax()) * (1 + 1e-6) if devs else 0.0
+        if not math.isfinite(tol) or tol > 0.25 * min(float(s) for s in priors.level_strides):
+            return None  # not a grid: the dense computation is the right tool
+        return cls(priors, tol)
+
+    # ------------------------------------------------------------------ geometry
+    def slack(self, value: Tensor) -> Tensor:
+        """How far (pixels) a window bound at ``value`` is widened (see module doc)."""
+        return self.tol + ABS_SLACK + REL_SLACK * value.abs().nan_to_num(nan=0.0, posinf=0.0)
+
+    def cell_ranges(self, lo: Tensor, hi: Tensor) -> Tuple[Tensor, Tensor]:
+        """Cells whose ideal centre lies in [lo - slack, hi + slack] per axis, clipped to the
+        grid: (k0, k1) long, inclusive, for (..., L, 2) pixel bounds ``lo`` / ``hi`` as (x, y)
+        (an empty range has k1 < k0)."""
+        lo, hi = lo.double(), hi.double()
+        lo = lo - self.slack(lo)
+        hi = hi + self.slack(hi)
+        s = self.strides_t[:, None]
+        size = self.sizes_t.to(torch.float64)
+        k0 = torch.ceil(lo / s - self.offset)
+        k1 = torch.floor(hi / s - self.offset)
+        k0 = torch.minimum(torch.nan_to_num(k0, nan=math.inf).clamp(min=0), size)
+        k1 = torch.minimum(torch.nan_to_num(k1, nan=-math.inf), size - 1).clamp(min=-1)
+        return k0.long(), k1.long()
+
+    def windows(self, lo: Tensor, hi: Tensor) -> Windows:
+        """Windows of cells for (M, L, 2) or (M, L, A, 2) pixel bounds (x, y) of the candidates'
+        centres: with the A axis, window a covers anchor a of every cell, else all anchors."""
+        if lo.dim() == 4:
+            k0, k1 = self.cell_ranges(lo.transpose(1, 2), hi.transpose(1, 2))  # (M, A, L, 2)
+            return Windows(self, k0.transpose(1, 2), k1.transpose(1, 2), per_anchor=True)
+        k0, k1 = self.cell_ranges(lo, hi)
+        return Windows(self, k0[:, :, None], k1[:, :, None], per_anchor=False)
+
+    def anchor_extents(self) -> Tensor:
+        """(L, A, 4) float64: per level and anchor, the largest (cx - x0, cy - y0, x1 - cx,
+        y1 - cy) of its prior boxes relative to their centres (0 for an empty level)."""
+        return self.anchor_shapes()["extents"]
+
+    def anchor_shapes(self) -> dict:
+        """Per level and anchor ((L, A) float64 tensors): the largest width ``w_max`` and height
+        ``h_max`` and the smallest area ``area_min`` of its prior boxes, and ``extents``
+        ((L, A, 4), :meth:`anchor_extents`). Computed once per grid."""
+        if self._shapes is None:
+            p, A, L = self._priors, self.num_anchors, self.num_levels
+            ext = torch.zeros((L, A, 4), dtype=torch.float64, device=self.device)
+            w_max = torch.zeros((L, A), dtype=torch.float64, device=self.device)
+            h_max, area_min = w_max.clone(), w_max.clone()
+            for lvl, (start, h, w) in enumerate(zip(self.starts, self.heights, self.widths)):
+                n = h * w * A
+                if n == 0:
+                    continue
+                # coordinates as contiguous (A, HW) planes; in the boxes' dtype (a rounding of
+                # an extent is far below the windows' slack)
+                x0, y0, x1, y1 = p.boxes[start : start + n].reshape(-1, A, 4).permute(2, 1, 0).contiguous()
+                cx, cy = p.centers[start : start + n].reshape(-1, A, 2).permute(2, 1, 0).contiguous()
+                sides = torch.stack((cx - x0, cy - y0, x1 - cx, y1 - cy))  # (4, A, HW)
+                ext[lvl] = sides.amax(dim=2).t().double()
+                wb, hb = x1 - x0, y1 - y0
+                w_max[lvl] = wb.amax(dim=1).double()
+                h_max[lvl] = hb.amax(dim=1).double()
+                area_min[lvl] = (wb * hb).amin(dim=1).double()
+            self._shapes = {"extents": ext, "w_max": w_max, "h_max": h_max, "area_min": area_min}
+        return self._shapes
+
+    def nearest_cells(self, centers: Tensor) -> Tensor:
+        """(m, L, A) indices of the priors of the cell nearest each (m, 2) centre on every level
+        (clamped into the grid; index 0 on an empty level)."""
+        out = []
+        for lvl, (h, w, s) in enumerate(zip(self.heights, self.widths, self.strides)):
+            u = torch.nan_to_num(torch.round(centers.double() / s - self.offset), nan=0.0)
+            x = u[:, 0].clamp(0, max(w - 1, 0)).long()
+            y = u[:, 1].clamp(0, max(h - 1, 0)).long()
+            first = self.starts[lvl] + (y * w + x) * self.num_anchors
+            idx = first[:, None] + torch.arange(self.num_anchors, device=centers.device)
+            out.append(idx.clamp(max=max(self.num_priors - 1, 0)))
+        return torch.stack(out, dim=1)
+
+    # ------------------------------------------------------------------ nearest priors
+    def nearest_window_size(self, level: int, cells: int) -> Optional[Tuple[int, int]]:
+        """(Sx, Sy) of the window of :meth:`nearest_windows` on ``level`` for the ``cells``
+        nearest cells, None when the level has fewer cells (use the dense computation).
+
+        A (2h+1)-square (:func:`window_side`), cut to a short axis and then widened along the
+        other one until it holds ``cells`` cells."""
+        H, W = self.heights[level], self.widths[level]
+        if H * W < cells or cells <= 0:
+            return None
+        side = window_side(cells)
+        sx, sy = min(W, side), min(H, side)
+        if sx * sy < cells:  # one axis is short: widen the other
+            if sx == W:
+                sy = min(H, -(-cells // sx))
+            else:
+                sx = min(W, -(-cells // sy))
+        return sx, sy
+
+    def nearest_windows(self, levels: List[int], centers: Tensor, size: Tuple[int, int]):
+        """Windows of ``size`` (Sx, Sy) cells around the cell nearest each of the (m, 2)
+        ``centers`` on each of ``levels`` (shifted inside the grid at its borders): ((m, L', n)
+        prior indices, ascending along n; (m, L', 2) long window origins (x0, y0))."""
+        device = centers.device
+        sx, sy = size
+        A = self.num_anchors
+        lv = torch.tensor(levels, device=device)
+        strides = self.strides_t.index_select(0, lv)  # (L',)
+        dims = self.sizes_t.index_select(0, lv)  # (L', 2) as (W, H)
+        u = centers.double()[:, None] / strides[None, :, None] - self.offset  # (m, L', 2)
+        nearest = torch.nan_to_num(torch.round(u), nan=0.0).clamp(-1e9, 1e9).long()
+        win = torch.tensor([sx, sy], device=device)
+        origin = torch.minimum((nearest - (win - 1) // 2).clamp(min=0), dims - win)  # (m, L', 2)
+        dx = torch.arange(sx, device=device)
+        dy = torch.arange(sy, device=device)
+        width = dims[:, 0][None, :, None, None]
+        cell = (origin[..., 1, None, None] + dy[:, None]) * width + origin[..., 0, None, None] + dx
+        first = self.starts_t.index_select(0, lv)[None, :, None, None]
+        idx = (first + cell * A)[..., None] + torch.arange(A, device=device)  # (m, L', sy, sx, A)
+        return idx.flatten(2), origin
+
+    def nearest_window_ok(
+        self, levels: List[int], centers: Tensor, origin: Tensor, size: Tuple[int, int], kth: Tensor
+    ) -> Tensor:
+        """(m, L') bool: whether every prior of the level outside the window is strictly farther
+        (L2, pixels) from the centre than ``kth`` ((m, L') pixels), with margins for the centres'
+        deviation from the grid and float rounding; then the window holds the k nearest priors
+        and every prior tied with the k-th.
+
+        A prior outside the window has its column (row) outside the window's: at least as far
+        along x as the nearest outside column, and along y as the nearest row at all."""
+        device = centers.device
+        lv = torch.tensor(levels, device=device)
+        s = self.strides_t.index_select(0, lv)[None, :, None]  # (1, L', 1)
+        dims = self.sizes_t.index_select(0, lv).double()[None]  # (1, L', 2)
+        c = centers.double()[:, None]  # (m, 1, 2)
+        win = torch.tensor(size, dtype=torch.float64, device=device)
+        o = origin.double()
+        # in cells: the centre's coordinate, the window's columns o .. o + S - 1, the grid's
+        # 0 .. D - 1; distances to the nearest column (row) left / right of the window, anywhere
+        u = c / s - self.offset
+        left = torch.where(o > 0, (u - (o - 1)).clamp(min=0), torch.full_like(o, math.inf))
+        right = torch.where(o + win < dims, (o + win - u).clamp(min=0), torch.full_like(o, math.inf))
+        outside = torch.minimum(left, right)
+        anywhere = torch.maximum(-u, u - (dims - 1)).clamp(min=0)
+        bound2 = torch.minimum(
+            outside[..., 0] ** 2 + anywhere[..., 1] ** 2, outside[..., 1] ** 2 + anywhere[..., 0] ** 2
+        )
+        bound = bound2.sqrt() * s[..., 0]  # pixels
+        kth = kth.double()
+        margin = 2 * self.tol + ABS_SLACK + REL_SLACK * (kth + c.abs().amax(dim=2) + bound.nan_to_num(posinf=0.0))
+        ok = kth * (1 + REL_SLACK) + margin < bound * (1 - REL_SLACK)
+        return ok & torch.isfinite(kth) & torch.isfinite(c).all(dim=2)
+
+
+def window_side(cells: int) -> int:
+    """Side 2h+1 of the square window of :meth:`PriorGrid.nearest_windows` for ``cells``
+    nearest cells: the (2a+1)-square around the nearest cell holds them, at most
+    sqrt(2) (a + 1/2) cells from an interior centre, and every cell outside the window is at least
+    h + 1/2 away."""
+    a = math.ceil((math.sqrt(max(cells, 1)) - 1) / 2)
+    half = math.floor(math.sqrt(2.0) * (a + 0.5) - 0.5) + 1
+    return 2 * half + 1
+
+
+def nearest_candidates(
+    grid: Optional[PriorGrid],
+    centers: Tensor,
+    ks: List[int],
+    distance_fn,
+    dense_fn,
+    units: Optional[List[float]] = None,
+) -> List[Tensor]:
+    """Per level l, the (m, ks[l]) indices (ascending) of the ``ks[l]`` priors of level l
+    nearest the (m, 2) ``centers`` by ``distance_fn(idx) -> values`` (any shape, elementwise;
+    squared distances in units of ``units[l]`` pixels, default 1), ties to the lowest index; an
+    empty (m, 0) for ``ks[l] == 0``.
+
+    Levels with windows of the same size are searched together in their windows
+    (:meth:`PriorGrid.nearest_windows`); the GTs whose window fails the check, and every GT of a
+    level without a window (or without a grid), get ``dense_fn(level, rows) -> (r, ks[l])``."""
+    m, device = len(centers), centers.device
+    L = len(ks)
+    units = units or [1.0] * L
+    out: List[Optional[Tensor]] = [None] * L
+    groups = {}
+    for level, k in enumerate(ks):
+        if k <= 0:
+            out[level] = torch.zeros((m, 0), dtype=torch.long, device=device)
+            continue
+        size = None if grid is None else grid.nearest_window_size(level, -(-k // grid.num_anchors))
+        if size is None:
+            out[level] = dense_fn(level, torch.arange(m, device=device))
+        else:
+            groups.setdefault((size, k), []).append(level)
+    for (size, k), levels in groups.items():
+        idx, origin = grid.nearest_windows(levels, centers, size)  # (m, L', n)
+        n = idx.shape[2]
+        values = distance_fn(idx.reshape(m, -1)).view(m * len(levels), n)
+        pick = k_smallest(values, k)  # (m L', k)
+        kth = values.gather(1, pick).amax(dim=1).view(m, len(levels))
+        unit = torch.tensor([units[lv] for lv in levels], dtype=torch.float64, device=device)
+        ok = grid.nearest_window_ok(levels, centers, origin, size, kth.double().clamp(min=0).sqrt() * unit)
+        found = idx.view(m * len(levels), n).gather(1, pick).view(m, len(levels), k)
+        for j, level in enumerate(levels):
+            result = found[:, j]
+            if not bool(ok[:, j].all()):
+                rows = (~ok[:, j]).nonzero(as_tuple=True)[0]
+                result = result.clone()
+                result[rows] = dense_fn(level, rows)
+            out[level] = result
+    return out
+
+
+def pairs_in_chunks(windows: Windows, max_pairs: int) -> Iterator[Tuple[Tensor, Tensor]]:
+    """The pairs of ``windows`` in chunks of whole GTs holding at most ``max_pairs`` pairs."""
+    if windows.num_pairs() <= max_pairs:
+        yield windows.pairs()
+        return
+    for start, end in windows.gt_chunks(max_pairs):
+        yield windows.pairs(start, end)
