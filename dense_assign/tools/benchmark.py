@@ -13,7 +13,9 @@ assign
     with M random GT boxes for each M of ``--num-gt`` (default 1 10 100 1000), K = 80 classes,
     for every registered assigner (with the priors and settings of the first config of
     ``configs/common/models`` that uses it; prediction-aware ones get random head outputs of the
-    right shapes, with ``requires_grad`` as in training), for detectron2's FCOS label assignment
+    right shapes, with ``requires_grad`` as in training), each with its per-GT candidate windows
+    (the default) and, in the "<assigner> (dense)" row, its dense GT x prior reference
+    (``--no-dense`` skips those), for detectron2's FCOS label assignment
     (``FCOS.label_anchors``, which calls ``match_anchors`` in v0.6 and ``_match_anchors`` on main)
     and for detectron2's RetinaNet (``RetinaNet.label_anchors``, its anchors and ``Matcher``), on
     the same boxes: median time over ``--repeats`` calls after ``--warmup``, the ratio to
@@ -327,12 +329,17 @@ def reference_model_configs() -> Dict[str, str]:
     return found
 
 
-def dense_assign_cases(image_size, device, generator, num_classes=NUM_CLASSES) -> List[AssignCase]:
+def dense_assign_cases(
+    image_size, device, generator, num_classes=NUM_CLASSES, with_dense: bool = True
+) -> List[AssignCase]:
     """Every registered assigner, built as its reference config builds it (defaults and point
-    priors at (k + 0.5) * stride when no config uses it)."""
+    priors at (k + 0.5) * stride when no config uses it); with ``with_dense``, each also as its
+    dense reference (``dense=True``: GT chunks x all priors instead of candidate windows), in a
+    row named ``"<assigner> (dense)"``."""
     import dense_assign.modeling  # noqa: F401  (registers every assigner)
     from detectron2.config import instantiate
 
+    from ..assigners.candidates import PriorGrid
     from ..meta_arch import point_prior_generator
     from ..model_zoo import get_config
     from ..registry import ASSIGNER_REGISTRY
@@ -358,26 +365,38 @@ def dense_assign_cases(image_size, device, generator, num_classes=NUM_CLASSES) -
             channels = fsn.in_channels if fsn is not None else 256
             preds = random_predictions(priors, num_classes, channels, generator, device, grad=True)
 
-        def run(gt, assigner=assigner, priors=priors, preds=preds):
-            return assigner(priors, gt, predictions=preds, image_size=gt.image_size)
+        variants = [(name, assigner, rel or "defaults")]
+        if with_dense and hasattr(assigner, "dense"):
+            # the dense (GT chunk x R) reference of the same assigner: "before" candidate windows
+            reference = copy.deepcopy(assigner)
+            reference.dense = True
+            variants.append((f"{name} (dense)", reference, f"{rel or 'defaults'}, dense=True"))
+        for label, runner, source in variants:
 
-        cases.append(
-            AssignCase(
-                name,
-                rel or "defaults",
-                len(priors),
-                aware,
-                run,
-                "random predictions, requires_grad" if aware else "",
+            def run(gt, assigner=runner, priors=priors, preds=preds):
+                # a training step builds new priors: their grid is derived again, in the call
+                PriorGrid.forget(priors)
+                return assigner(priors, gt, predictions=preds, image_size=gt.image_size)
+
+            cases.append(
+                AssignCase(
+                    label,
+                    source,
+                    len(priors),
+                    aware,
+                    run,
+                    "random predictions, requires_grad" if aware else "",
+                )
             )
-        )
     return cases
 
 
 def bench_assign(args, device) -> Dict:
     generator = torch.Generator().manual_seed(args.seed)
     image_size = tuple(args.image_size)
-    cases = dense_assign_cases(image_size, device, generator) + detectron2_cases(image_size, device)
+    cases = dense_assign_cases(
+        image_size, device, generator, with_dense=args.dense
+    ) + detectron2_cases(image_size, device)
     gts = {
         m: random_gt(m, image_size, NUM_CLASSES, generator, tuple(args.box_sides), device)
         for m in args.num_gt
@@ -714,6 +733,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="GT boxes per image (default 1 10 100 1000)",
     )
     g.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (default 5)")
+    g.add_argument(
+        "--no-dense",
+        dest="dense",
+        action="store_false",
+        help="skip the '<assigner> (dense)' rows (the dense references of the candidate windows)",
+    )
     g.add_argument(
         "--box-sides",
         type=float,
