@@ -1,10 +1,19 @@
-"""Shared helpers for the tests: tiny models and hand-made inputs."""
+"""Shared helpers for the tests: tiny models, hand-made inputs, train_net.py subprocesses."""
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 from detectron2.config import LazyConfig
 from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, Instances
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_NET = REPO / "train_net.py"
+TINY_CONFIG = REPO / "tests" / "configs" / "tiny_fcos.py"
 
 
 def shrink_model(m, channels: int = 32, tower: int = 2, num_classes: int = 3):
@@ -61,3 +70,37 @@ def make_priors(image_size=(32, 32), strides=(8, 16), offset=0.5, scale=1.0, anc
         prior_generator = gen
 
     return OneStageDetector.build_priors(_Shim(), feats)
+
+
+# ------------------------------------------------------------------------------ train_net.py
+def run_train_net(args, datasets_root, config=TINY_CONFIG, timeout=300, env=None):
+    env = dict(os.environ, **{"OMP_NUM_THREADS": "1", "DETECTRON2_DATASETS": str(datasets_root),
+                              **(env or {})})
+    cmd = [sys.executable, str(TRAIN_NET), "--config-file", str(config), *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_ok(proc):
+    assert proc.returncode == 0, (
+        f"train_net.py failed (rc={proc.returncode})\n--- stdout (tail)\n{proc.stdout[-6000:]}"
+        f"\n--- stderr (tail)\n{proc.stderr[-6000:]}"
+    )
+
+
+def read_metrics(output_dir):
+    with open(Path(output_dir) / "metrics.json") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class LogRecords(logging.Handler):
+    """Collects the messages of the records a logger emits (attach with ``addHandler``)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def text(self):
+        return "\n".join(self.messages)

@@ -1,10 +1,8 @@
 """Helpers of the reliability tests (tests/test_reliability*.py): method configs, crowded images,
-peak memory, hand-made COCO datasets, train_net.py subprocesses."""
+peak memory, hand-made COCO datasets, losses read from a run's metrics.json (the train_net.py
+subprocess helpers are in tests/helpers.py)."""
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +11,7 @@ from detectron2.config import LazyConfig
 from detectron2.layers import ShapeSpec
 from PIL import Image
 
-from .helpers import REPO, make_instances
-
-TRAIN_NET = REPO / "train_net.py"
-TINY_CONFIG = REPO / "tests" / "configs" / "tiny_fcos.py"
+from .helpers import REPO, make_instances, read_metrics
 
 #: One config per method (the family that ``dense_assign.tools.compare`` trains).
 METHOD_CONFIGS = (
@@ -145,26 +140,6 @@ def register_coco(name: str, json_file: Path, image_root: Path):
         MetadataCatalog.remove(name)
     register_coco_instances(name, {}, str(json_file), str(image_root))
     return name
-
-
-# ------------------------------------------------------------------------------ train_net.py
-def run_train_net(args, datasets_root, config=TINY_CONFIG, timeout=300, env=None):
-    env = dict(os.environ, **{"OMP_NUM_THREADS": "1", "DETECTRON2_DATASETS": str(datasets_root),
-                              **(env or {})})
-    cmd = [sys.executable, str(TRAIN_NET), "--config-file", str(config), *map(str, args)]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def assert_ok(proc):
-    assert proc.returncode == 0, (
-        f"train_net.py failed (rc={proc.returncode})\n--- stdout (tail)\n{proc.stdout[-6000:]}"
-        f"\n--- stderr (tail)\n{proc.stderr[-6000:]}"
-    )
-
-
-def read_metrics(output_dir):
-    with open(Path(output_dir) / "metrics.json") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def losses_by_iteration(output_dir, keys=None):

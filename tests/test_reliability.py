@@ -30,12 +30,11 @@ from dense_assign.engine.checkpoint import TMP_MARK, AtomicCheckpointer
 from dense_assign.meta_arch import NonFinitePredictionError
 from dense_assign.registry import ASSIGNER_REGISTRY
 
-from .helpers import random_batch
+from .helpers import TINY_CONFIG, random_batch
 from .reliability_helpers import (
     CROWDED_BOXES,
     CROWDED_IMAGE,
     METHOD_CONFIGS,
-    TINY_CONFIG,
     crowded_gt,
     fpn_feature_sizes,
     load_method_config,
@@ -46,20 +45,6 @@ from .reliability_helpers import (
 
 #: Peak memory that one crowded image (assignment + loss + backward of a 32-channel head) may add.
 CROWDED_MEMORY_MB = 1024
-
-
-@pytest.fixture(scope="module")
-def datasets_root(tmp_path_factory):
-    """The synthetic datasets registered under a temporary root for this module, then back."""
-    import dense_assign.data as data
-
-    root = tmp_path_factory.mktemp("detectron2_datasets")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("DETECTRON2_DATASETS", str(root))
-    data.register_all_synthetic()
-    yield root
-    patch.undo()
-    data.register_all_synthetic()
 
 
 # ================================================================================ crowded images
@@ -281,7 +266,7 @@ def _state_equal(a, b):
     return all(torch.allclose(a[k], b[k], rtol=0, atol=0, equal_nan=True) for k in a) and a.keys() == b.keys()
 
 
-def test_resume_after_a_crash_continues_like_an_uninterrupted_run(tmp_path, datasets_root, monkeypatch):
+def test_resume_after_a_crash_continues_like_an_uninterrupted_run(tmp_path, synthetic_datasets, monkeypatch):
     full_dir, crash_dir = tmp_path / "full", tmp_path / "crashed"
     engine.prepare_datasets(_resume_cfg(full_dir))
     seed_all_rng(0)
@@ -414,7 +399,7 @@ def test_stream_seed_goes_through_the_checkpoint():
     assert list(itertools.islice(iter(other), 3)) == list(itertools.islice(iter(loader), 3))
 
 
-def test_train_net_uses_the_deterministic_stream(datasets_root):
+def test_train_net_uses_the_deterministic_stream(synthetic_datasets):
     cfg = engine.load_config(str(TINY_CONFIG))
     engine.prepare_datasets(cfg)
     assert isinstance(engine.build_train_loader(cfg), engine.DeterministicTrainLoader)

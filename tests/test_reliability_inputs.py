@@ -21,12 +21,16 @@ from dense_assign import engine
 from dense_assign.data import DatasetError, ImageLoadError
 from dense_assign.engine import launcher as launcher_mod
 
-from .helpers import make_instances, random_batch
-from .reliability_helpers import (
+from .helpers import (
     REPO,
     TINY_CONFIG,
-    register_coco,
+    LogRecords,
+    make_instances,
+    random_batch,
     run_train_net,
+)
+from .reliability_helpers import (
+    register_coco,
     write_coco_dataset,
     write_png,
 )
@@ -34,22 +38,10 @@ from .reliability_helpers import (
 GOOD = ([10, 10, 40, 30], 1)  # (bbox xywh, json category id)
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-    def text(self):
-        return "\n".join(self.messages)
-
-
 @pytest.fixture
 def logs():
     """Records of the loggers that report dataset checks and filtering."""
-    handler = _Records()
+    handler = LogRecords()
     loggers = [logging.getLogger(n) for n in ("dense_assign", "detectron2.data")]
     old = [(lg.level, lg.propagate) for lg in loggers]
     for lg in loggers:
@@ -59,20 +51,6 @@ def logs():
     for lg, (level, _) in zip(loggers, old):
         lg.removeHandler(handler)
         lg.setLevel(level)
-
-
-@pytest.fixture(scope="module")
-def datasets_root(tmp_path_factory):
-    """The synthetic datasets registered under a temporary root for this module, then back."""
-    import dense_assign.data as data
-
-    root = tmp_path_factory.mktemp("detectron2_datasets")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("DETECTRON2_DATASETS", str(root))
-    data.register_all_synthetic()
-    yield root
-    patch.undo()
-    data.register_all_synthetic()
 
 
 def _tiny_cfg(overrides=(), train_names=None):
@@ -240,7 +218,7 @@ def test_model_refuses_bad_ground_truth_naming_the_image():
         model(batch)
 
 
-def test_train_net_reports_bad_data_in_one_line_before_training(tmp_path, datasets_root):
+def test_train_net_reports_bad_data_in_one_line_before_training(tmp_path, synthetic_datasets):
     _, json_file, _ = _coco_case(tmp_path, "rel_cli_bad", [("a", [GOOD], (96, 128))])
     json_file.write_text("not json")
     config = tmp_path / "bad_data.py"
@@ -257,7 +235,7 @@ def test_train_net_reports_bad_data_in_one_line_before_training(tmp_path, datase
         "model.num_classes = 3\n"
         "dataloader.test.dataset.names = 'rel_cli_bad'\n"
     )
-    proc = run_train_net([f"train.output_dir={tmp_path / 'out'}"], datasets_root, config=config)
+    proc = run_train_net([f"train.output_dir={tmp_path / 'out'}"], synthetic_datasets, config=config)
     assert proc.returncode == 2, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("train_net.py: dataset error: Cannot load the training dataset ['rel_cli_bad']")
@@ -349,8 +327,8 @@ def test_several_processes_get_the_model_error_before_starting(monkeypatch):
     assert len(started) == 1
 
 
-def test_train_net_reports_a_bad_model_config_in_one_line(tmp_path, datasets_root):
-    proc = run_train_net(["model.head.conv_dims=[]", f"train.output_dir={tmp_path}"], datasets_root)
+def test_train_net_reports_a_bad_model_config_in_one_line(tmp_path, synthetic_datasets):
+    proc = run_train_net(["model.head.conv_dims=[]", f"train.output_dir={tmp_path}"], synthetic_datasets)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("train_net.py: error: Cannot build model.head (DenseHead): ValueError: ")

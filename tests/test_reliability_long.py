@@ -27,20 +27,16 @@ from detectron2.utils.events import EventStorage
 
 import dense_assign.modeling  # noqa: F401
 
+from .helpers import REPO, TINY_CONFIG, TRAIN_NET, assert_ok, run_train_net
 from .reliability_helpers import (
     CROWDED_BOXES,
     CROWDED_IMAGE,
     METHOD_CONFIGS,
-    REPO,
-    TINY_CONFIG,
-    TRAIN_NET,
-    assert_ok,
     crowded_gt,
     load_method_config,
     losses_by_iteration,
     method_id,
     peak_rss_increase_mb,
-    run_train_net,
 )
 
 pytestmark = pytest.mark.long

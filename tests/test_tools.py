@@ -25,20 +25,6 @@ AUTOASSIGN = str(ROOT / "configs" / "Synthetic-Detection" / "autoassign_R_18_FPN
 TINY_VAL = "synthetic_tiny_val"
 
 
-@pytest.fixture(scope="module")
-def tiny_datasets(tmp_path_factory):
-    """The synthetic datasets registered under a temporary root for this module, then back."""
-    import dense_assign.data as data
-
-    root = tmp_path_factory.mktemp("detectron2_datasets")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("DETECTRON2_DATASETS", str(root))
-    data.register_all_synthetic()
-    yield root
-    patch.undo()
-    data.register_all_synthetic()
-
-
 # ------------------------------------------------------------------------ visualize_assignment
 def _assert_pngs(paths, num, size):
     assert len(paths) == num
@@ -51,7 +37,7 @@ def _assert_pngs(paths, num, size):
             assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 1000
 
 
-def test_visualize_fcos_writes_one_png_per_image(tiny_datasets, tmp_path):
+def test_visualize_fcos_writes_one_png_per_image(synthetic_datasets, tmp_path):
     from dense_assign.tools import visualize_assignment as vis
 
     out = tmp_path / "vis_fcos"
@@ -62,7 +48,7 @@ def test_visualize_fcos_writes_one_png_per_image(tiny_datasets, tmp_path):
     assert [os.path.basename(p)[:4] for p in sorted(paths)] == ["000_", "001_"]
 
 
-def test_visualize_autoassign_uses_soft_weights(tiny_datasets, tmp_path):
+def test_visualize_autoassign_uses_soft_weights(synthetic_datasets, tmp_path):
     from dense_assign import tools
     from dense_assign.tools import visualize_assignment as vis
 
@@ -91,7 +77,7 @@ def test_visualize_autoassign_uses_soft_weights(tiny_datasets, tmp_path):
 
 
 # ------------------------------------------------------------------------------ center_prior
-def test_center_prior_draws_every_class_and_writes_the_parameters(tiny_datasets, tmp_path):
+def test_center_prior_draws_every_class_and_writes_the_parameters(synthetic_datasets, tmp_path):
     from dense_assign.tools import center_prior as cp
 
     # a checkpoint with known mu, sigma: the tool must report exactly those
@@ -125,7 +111,7 @@ def test_center_prior_draws_every_class_and_writes_the_parameters(tiny_datasets,
     assert float(g.max()) == pytest.approx(1.0)
 
 
-def test_center_prior_refuses_an_assigner_without_one(tiny_datasets, tmp_path, capsys):
+def test_center_prior_refuses_an_assigner_without_one(synthetic_datasets, tmp_path, capsys):
     from dense_assign.tools import center_prior as cp
 
     with pytest.raises(SystemExit) as e:
@@ -195,6 +181,31 @@ def test_benchmark_assign_tiny(tmp_path, capsys):
     assert rows == registered | {benchmark.D2_FCOS, benchmark.D2_RETINANET}
 
 
+def test_benchmark_train_and_inference_rows(tmp_path):
+    """The model parts, tiny: one row per config plus detectron2's FCOS and RetinaNet, ratios
+    to detectron2's FCOS, and images/s consistent with the time per call."""
+    from dense_assign.tools import benchmark
+
+    out = tmp_path / "bench_models.json"
+    benchmark.main(
+        ["--parts", "train", "inference", "--train-configs", "COCO-Detection/fcos_R_50_FPN_1x.py",
+         "--train-size", "128", "128", "--inference-size", "128", "128", "--train-repeats", "1",
+         "--warmup", "0", "--no-memory", "--output", str(out)]
+    )
+    data = json.loads(out.read_text())
+    for part in ("train", "inference"):
+        rows = {r["name"]: r for r in data[part]["rows"]}
+        assert set(rows) == {"fcos_R_50_FPN_1x", benchmark.D2_FCOS, benchmark.D2_RETINANET}
+        assert rows[benchmark.D2_FCOS]["ratio_to_d2_fcos"] == 1.0
+        for row in rows.values():
+            assert row["time_ms"] > 0 and row["peak_mem_mb"] is None  # --no-memory
+            assert row["ratio_to_d2_fcos"] == pytest.approx(
+                row["time_ms"] / rows[benchmark.D2_FCOS]["time_ms"]
+            )
+            if part == "inference":
+                assert row["images_per_s"] == pytest.approx(1000.0 / row["time_ms"])
+
+
 def test_peak_extra_memory_is_the_allocation_peak():
     from dense_assign.tools.benchmark import peak_extra_memory
 
@@ -218,7 +229,7 @@ def _fake_run(folder: Path, ap: float, times, iterations):
     return metrics
 
 
-def test_compare_trains_two_configs_at_a_time(tiny_datasets, tmp_path):
+def test_compare_trains_two_configs_at_a_time(synthetic_datasets, tmp_path):
     """--jobs 2: both tiny runs train in parallel subprocesses, with their console output in
     <run>.log, and the table has a row for each, with the budget and machine written down."""
     from dense_assign.tools import compare
@@ -331,7 +342,7 @@ def _direct_fcos_counts():
     return totals, by_size
 
 
-def test_analyze_assignment_totals_match_the_assigner(tiny_datasets, tmp_path, capsys):
+def test_analyze_assignment_totals_match_the_assigner(synthetic_datasets, tmp_path, capsys):
     from dense_assign.tools import analyze_assignment
 
     out = tmp_path / "analysis.json"
@@ -357,7 +368,7 @@ def test_analyze_assignment_totals_match_the_assigner(tiny_datasets, tmp_path, c
     assert row.split("|")[2:4] == [f" {totals['num_gt']} ", f" {totals['num_pos']} "]
 
 
-def test_analyze_assignment_names_a_bad_dataset(tiny_datasets, tmp_path, capsys):
+def test_analyze_assignment_names_a_bad_dataset(synthetic_datasets, tmp_path, capsys):
     from dense_assign.tools import analyze_assignment
 
     with pytest.raises(SystemExit):

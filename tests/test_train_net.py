@@ -5,6 +5,7 @@ The end-to-end tests run ``train_net.py`` as a subprocess (as a user would) with
 module under a temporary ``DETECTRON2_DATASETS``). One training run is shared by the tests of
 training, ``--resume`` and ``--eval-only``; those that change an output directory use a copy.
 """
+import functools
 import importlib.abc
 import importlib.machinery
 import json
@@ -25,6 +26,9 @@ from PIL import Image
 from dense_assign import engine
 from dense_assign.engine import launcher as launcher_mod
 
+from .helpers import LogRecords, assert_ok, read_metrics
+from .helpers import run_train_net as run_train_net_with_config
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_NET = ROOT / "train_net.py"
 CONFIG = ROOT / "tests" / "configs" / "tiny_fcos.py"
@@ -38,24 +42,8 @@ def datasets_root(tmp_path_factory):
     return tmp_path_factory.mktemp("detectron2_datasets")
 
 
-def run_train_net(args, datasets_root, timeout=240):
-    env = dict(os.environ, OMP_NUM_THREADS="1", DETECTRON2_DATASETS=str(datasets_root))
-    cmd = [sys.executable, str(TRAIN_NET), "--config-file", str(CONFIG), *map(str, args)]
-    return subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def assert_ok(proc):
-    assert proc.returncode == 0, (
-        f"train_net.py failed (rc={proc.returncode})\n--- stdout (tail)\n{proc.stdout[-6000:]}"
-        f"\n--- stderr (tail)\n{proc.stderr[-6000:]}"
-    )
-
-
-def read_metrics(output_dir):
-    with open(Path(output_dir) / "metrics.json") as f:
-        return [json.loads(line) for line in f if line.strip()]
+# helpers.run_train_net with this module's 4-minute bound
+run_train_net = functools.partial(run_train_net_with_config, timeout=240)
 
 
 def training_iterations(metrics):
@@ -315,15 +303,6 @@ def test_ddp_kwargs_on_cpu_and_cuda():
     assert "device_ids" not in engine.ddp_kwargs(cfg)  # create_ddp_model picks the local GPU
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_amp_on_cpu_falls_back_to_simple_trainer():
     from detectron2.engine import AMPTrainer, SimpleTrainer
 
@@ -338,7 +317,7 @@ def test_amp_on_cpu_falls_back_to_simple_trainer():
     model = Model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loader = [[torch.ones(2)]]
-    handler = _Records()
+    handler = LogRecords()
     trainer_logger = logging.getLogger("dense_assign.engine.trainer")
     trainer_logger.addHandler(handler)
     try:

@@ -32,6 +32,8 @@ __all__ = [
     "ImageAssignment",
     "assign_image",
     "priors_for_image_size",
+    "config_file_path",
+    "write_json",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,31 @@ def run_cli(build_parser, run, argv=None, log_dir: Optional[str] = None):
         return run(args)
     except (ConfigError, ToolError) as e:
         parser.error(str(e))
+
+
+def config_file_path(name: str, flag: str) -> str:
+    """``name`` if it is a file, else the packaged config ``configs/<name>``; raises
+    :class:`ToolError` naming the command-line ``flag`` that gave it when it is neither."""
+    if os.path.isfile(name):
+        return name
+    from ..model_zoo import get_config_file
+
+    try:
+        return get_config_file(name)
+    except FileNotFoundError as e:
+        raise ToolError(f"{flag}: {name} is neither a file nor a packaged config ({e})") from e
+
+
+def write_json(path: str, data) -> str:
+    """Write ``data`` as indented JSON (creating the folder) and log where."""
+    import json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    logging.getLogger("dense_assign.tools").info(f"Wrote {path}")
+    return path
 
 
 def setup_tool_logging(output_dir: Optional[str] = None) -> logging.Logger:

@@ -20,7 +20,6 @@ point takes the GT of its largest w+), which only analysis uses.
 """
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -38,6 +37,7 @@ from . import (
     add_overrides_arg,
     run_cli,
     tool_parser,
+    write_json,
 )
 
 logger = logging.getLogger("dense_assign.tools.analyze_assignment")
@@ -218,11 +218,7 @@ def run(args) -> Dict:
         )
         + f":\n\n{table}\n"
     )
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(stats, f, indent=2)
-        f.write("\n")
-    logger.info(f"Wrote {output}")
+    write_json(output, stats)
     return stats
 
 

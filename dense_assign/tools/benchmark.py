@@ -40,7 +40,6 @@ import argparse
 import contextlib
 import copy
 import glob
-import json
 import logging
 import math
 import os
@@ -53,7 +52,15 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from . import ToolError, add_overrides_arg, priors_for_image_size, run_cli, tool_parser
+from . import (
+    ToolError,
+    add_overrides_arg,
+    config_file_path,
+    priors_for_image_size,
+    run_cli,
+    tool_parser,
+    write_json,
+)
 
 logger = logging.getLogger("dense_assign.tools.benchmark")
 
@@ -450,17 +457,6 @@ def default_train_configs() -> List[str]:
     )
 
 
-def _config_path(name: str) -> str:
-    if os.path.isfile(name):
-        return name
-    from ..model_zoo import get_config_file
-
-    try:
-        return get_config_file(name)
-    except FileNotFoundError as e:
-        raise ToolError(f"--train-configs: {name} is neither a file nor a packaged config ({e})")
-
-
 def _res5_channels(depth: int) -> int:
     return 512 if depth in (18, 34) else 2048
 
@@ -503,7 +499,7 @@ def model_cases(args, device) -> List[ModelCase]:
     names = args.train_configs or default_train_configs()
     if not names:
         raise ToolError("no --train-configs given and none found in configs/COCO-Detection")
-    paths = [_config_path(n) for n in names]
+    paths = [config_file_path(n, "--train-configs") for n in names]
     cases = []
     for name, path in zip(names, paths):
         cfg = load_tool_config(path, args.opts)
@@ -520,7 +516,7 @@ def model_cases(args, device) -> List[ModelCase]:
     ref_name = args.reference_config or next(
         (n for n in names if os.path.basename(n).startswith("fcos")), names[0]
     )
-    ref_model = load_config(_config_path(ref_name), args.opts).model
+    ref_model = load_config(config_file_path(ref_name, "--reference-config"), args.opts).model
     for label, zoo in (
         (D2_FCOS, "common/models/fcos.py"),
         (D2_RETINANET, "common/models/retinanet.py"),
@@ -584,17 +580,9 @@ def bench_models(args, device, parts) -> Dict:
                 model.zero_grad(set_to_none=True)
                 return float(total.detach())
 
-            seconds = median_time(step, device, args.train_repeats, args.warmup)
-            mem = peak_extra_memory(step, device) if args.memory else None
-            out["train"]["rows"].append(
-                {
-                    "name": case.name,
-                    "source": case.source,
-                    "time_ms": seconds * 1e3,
-                    "peak_mem_mb": _mb(mem),
-                }
-            )
-            logger.info(f"train step {case.name}: {seconds * 1e3:.1f} ms")
+            row = _model_row(case, step, device, args)
+            out["train"]["rows"].append(row)
+            logger.info(f"train step {case.name}: {row['time_ms']:.1f} ms")
         if "inference" in out:
             model.eval()
             images = [{"image": x["image"].to(device)} for x in infer_batch]
@@ -603,24 +591,29 @@ def bench_models(args, device, parts) -> Dict:
                 with torch.no_grad():
                     return model(images)
 
-            seconds = median_time(infer, device, args.train_repeats, args.warmup)
-            mem = peak_extra_memory(infer, device) if args.memory else None
-            out["inference"]["rows"].append(
-                {
-                    "name": case.name,
-                    "source": case.source,
-                    "time_ms": seconds * 1e3,
-                    "images_per_s": args.inference_images / seconds,
-                    "peak_mem_mb": _mb(mem),
-                }
-            )
-            logger.info(f"inference {case.name}: {args.inference_images / seconds:.2f} images/s")
+            row = _model_row(case, infer, device, args)
+            row["images_per_s"] = args.inference_images / (row["time_ms"] / 1e3)
+            out["inference"]["rows"].append(row)
+            logger.info(f"inference {case.name}: {row['images_per_s']:.2f} images/s")
         del model
     for part in out.values():
         ref = next((r for r in part["rows"] if r["name"] == D2_FCOS), None)
         for row in part["rows"]:
             row["ratio_to_d2_fcos"] = row["time_ms"] / ref["time_ms"] if ref else None
     return out
+
+
+def _model_row(case, fn, device, args) -> Dict:
+    """A train / inference table row of ``case``: median time of ``fn`` over
+    ``--train-repeats`` calls and its peak extra memory (unless ``--no-memory``)."""
+    seconds = median_time(fn, device, args.train_repeats, args.warmup)
+    mem = peak_extra_memory(fn, device) if args.memory else None
+    return {
+        "name": case.name,
+        "source": case.source,
+        "time_ms": seconds * 1e3,
+        "peak_mem_mb": _mb(mem),
+    }
 
 
 # ----------------------------------------------------------------------------- report
@@ -838,11 +831,7 @@ def run(args) -> Dict:
     if "train" in parts or "inference" in parts:
         results.update(bench_models(args, device, parts))
     print(markdown(results))
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
-    logger.info(f"Wrote {args.output}")
+    write_json(args.output, results)
     return results
 
 

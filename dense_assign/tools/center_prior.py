@@ -13,7 +13,6 @@ cross marks mu (where the prior peaks), the dashed ellipse is 1 sigma, the dotte
 unit cell of one stride. The class names come from the metadata of the config's first training
 dataset. It also writes ``<output>.json`` (mu, sigma per class) and logs the same as a table.
 """
-import json
 import logging
 import math
 import os
@@ -21,7 +20,15 @@ from typing import Dict, List
 
 import torch
 
-from . import ToolError, add_overrides_arg, load_model, load_tool_config, run_cli, tool_parser
+from . import (
+    ToolError,
+    add_overrides_arg,
+    load_model,
+    load_tool_config,
+    run_cli,
+    tool_parser,
+    write_json,
+)
 
 logger = logging.getLogger("dense_assign.tools.center_prior")
 
@@ -147,9 +154,10 @@ def run(args) -> str:
         }
         for k in range(len(names))
     ]
-    with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
-        json.dump({"checkpoint": args.checkpoint, "config": args.config_file, "priors": table}, f,
-                  indent=2)
+    write_json(
+        os.path.splitext(args.output)[0] + ".json",
+        {"checkpoint": args.checkpoint, "config": args.config_file, "priors": table},
+    )
     lines = ["| class | mu x | mu y | sigma x | sigma y |", "|---|---|---|---|---|"]
     lines += [
         f"| {r['class']} | {r['mu'][0]:+.3f} | {r['mu'][1]:+.3f} | {r['sigma'][0]:.3f} | "

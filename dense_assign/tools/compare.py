@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from . import ToolError, add_overrides_arg, run_cli, tool_parser
+from . import ToolError, add_overrides_arg, config_file_path, run_cli, tool_parser
 
 logger = logging.getLogger("dense_assign.tools.compare")
 
@@ -207,17 +207,6 @@ def write_report(rows: Sequence[Dict], output: str, meta: Dict) -> Dict[str, str
 
 
 # ----------------------------------------------------------------------------- training
-def _config_path(name: str) -> str:
-    if os.path.isfile(name):
-        return name
-    from ..model_zoo import get_config_file
-
-    try:
-        return get_config_file(name)
-    except FileNotFoundError as e:
-        raise ToolError(f"--configs: {name} is neither a file nor a packaged config ({e})") from e
-
-
 def run_name(config: str) -> str:
     return os.path.splitext(os.path.basename(config))[0]
 
@@ -234,7 +223,7 @@ def train_all(args) -> List[Dict]:
     from ..engine import ConfigError, load_config
 
     configs = args.configs or list(DEFAULT_CONFIGS)
-    paths = [_config_path(c) for c in configs]
+    paths = [config_file_path(c, "--configs") for c in configs]
     names = [run_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise ToolError(f"--configs: two configs have the same name: {names}")
