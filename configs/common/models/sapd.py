@@ -1,9 +1,9 @@
 # SAPD, Soft Anchor-Point Detector (Zhu et al., ECCV 2020; dense_assign/assigners/sapd.py): the
-# RetinaNet model (configs/common/models/retinanet.py: R-50 FPN P3-P7 with P6 from C5, head without
-# norm, focal loss 0.25 / 2) as an anchor-point detector: one point per location at (k + 0.5) *
-# stride regressing (l, t, r, b) / (z * stride), positives in the eps-shrunk box on every level with
-# soft point weights (Eq. 4) and soft level weights from a feature selection net (Eq. 5), focal +
-# IoU loss normalized by the sum of the positive weights (Eq. 6), score = class probability.
+# RetinaNet model (configs/common/models/retinanet.py: R-50 FPN P3-P7 with P6 from C5, focal loss
+# 0.25 / 2; here with GroupNorm in the head) as an anchor-point detector: one point per location at
+# (k + 0.5) * stride regressing (l, t, r, b) / (z * stride), positives in the eps-shrunk box on every
+# level with soft point weights (Eq. 4) and soft level weights from a feature selection net (Eq. 5),
+# focal + IoU loss normalized by the sum of the positive weights (Eq. 6), score = class probability.
 from detectron2.config import LazyCall as L
 from detectron2.modeling.box_regression import Box2BoxTransformLinear
 
@@ -20,7 +20,11 @@ model.prior_generator = L(point_prior_generator)(
 model.box2box_transform = L(Box2BoxTransformLinear)(normalize_by_size=True)
 model.head.num_anchors = 1
 model.head.conv_dims = [256, 256, 256, 256]  # 4 tower convs + the 3x3 output conv (Sec. 3.1)
-model.head.norm = ""  # RetinaNet / FSAF head, no normalization (Sec. 3.4 follows FSAF [37])
+# GroupNorm in the towers. The paper names no normalization; REFERENCE.md 4.5 advises the 4-conv
+# tower + GN, and without it the towers die here: on the synthetic recipe the unnormalized head's
+# classification ReLUs were 0% active after the phase switch (every score 0.014, no detection;
+# projects/SAPD/README.md "Why GroupNorm"). model.head.norm="" gives RetinaNet's plain head.
+model.head.norm = "GN"
 model.head.use_scale = False  # no learnable Scale: targets are already divided by z * stride
 model.head.quality = "none"  # no quality branch (Sec. 3.1, Fig. 2)
 model.head.prior_prob = 0.01  # class bias -log((1 - pi) / pi), pi = 0.01 (Sec. 3.4)
