@@ -294,6 +294,20 @@ def test_phase_one_one_hot_then_top3_soft_at_switch_iter(topk_by):
         assert torch.equal(a(priors, gt, predictions=preds).labels, r2.labels)
 
 
+def test_renormalized_top3_weights_sum_to_one():
+    losses = torch.tensor([[0.5, 0.1, 0.3, math.inf, 0.9], [0.2, 0.4, 0.6, 0.8, 1.0]])
+    probs = torch.tensor([[0.1, 0.2, 0.3, 0.15, 0.25], [0.4, 0.1, 0.1, 0.2, 0.2]])
+    plain = _assigner().level_weights(losses, probs, phase=2)
+    # the 3 minimal-loss levels keep their probabilities (levels 1, 2, 0 and 0, 1, 2)
+    assert torch.allclose(plain, torch.tensor([[0.1, 0.2, 0.3, 0, 0], [0.4, 0.1, 0.1, 0, 0]]))
+    renorm = _assigner(renormalize_topk=True).level_weights(losses, probs, phase=2)
+    expected = torch.tensor([[1, 2, 3, 0, 0], [4, 1, 1, 0, 0]]) / 6.0
+    assert torch.allclose(renorm, expected)
+    # phase one is one-hot either way
+    one = _assigner(renormalize_topk=True).level_weights(losses, probs, phase=1)
+    assert one.tolist() == [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]]
+
+
 def test_phase_without_storage_and_without_soft_levels():
     a = _assigner(max_iter=10)
     assert a.phase() == 2  # no EventStorage: not training, the final rule

@@ -50,7 +50,8 @@ Differences from the paper (choices it leaves open):
 - Top-k levels (phase two): the k = 3 levels of minimal instance loss (Sec. 3.3: "topk feature
   levels with k minimal instance-dependent losses"), each weighted by the selection net's
   probability for it; the weights are detached and not renormalized. ``topk_by="fsn"`` picks the
-  k most probable levels instead (gogo12235LYH's Keras code).
+  k most probable levels instead (gogo12235LYH's Keras code); ``renormalize_topk=True`` makes them
+  sum to 1 per instance.
 - Points of a GT's region on a level of weight 0 are ignored for every class (label -1); FSAF's
   code zeroes only the GT's own class there.
 - The selection net gets gradients only from its own loss: its input features are detached
@@ -217,6 +218,7 @@ class SAPDAssigner(BaseAssigner):
         soft_levels: bool = True,
         topk: int = TOP_K,
         topk_by: str = "loss",
+        renormalize_topk: bool = False,
         use_fsn: Optional[bool] = None,
         fsn_loss_weight: float = FSN_LOSS_WEIGHT,
         fsn_in_channels: Optional[int] = None,
@@ -243,6 +245,10 @@ class SAPDAssigner(BaseAssigner):
             topk: levels kept per GT in phase two (Table 4).
             topk_by: "loss" (the k levels of minimal instance loss, Sec. 3.3) or "fsn" (the k
                 most probable levels of the selection net).
+            renormalize_topk: divide the kept levels' probabilities by their sum, so that every
+                instance's level weights sum to 1 in phase two as in phase one (not in the paper,
+                which does not say; default False: the probabilities as they are, as gogo12235LYH's
+                Keras code).
             use_fsn: build and train the feature selection net; default ``soft_levels``. With
                 ``soft_levels=False`` and ``use_fsn=True`` it trains alongside but its weights are
                 not used (the paper's multi-task control, Sec. 4.1: 37.1 AP).
@@ -294,6 +300,7 @@ class SAPDAssigner(BaseAssigner):
         self.soft_levels = bool(soft_levels)
         self.topk = int(topk)
         self.topk_by = topk_by
+        self.renormalize_topk = bool(renormalize_topk)
         self.use_fsn = use_fsn
         self.fsn_loss_weight = float(fsn_loss_weight)
         self.fsn_feature_grad = bool(fsn_feature_grad)
@@ -319,6 +326,7 @@ class SAPDAssigner(BaseAssigner):
             f"num_classes={self.num_classes}, shrink_factor={self.shrink_factor}, "
             f"soft_point_weights={self.soft_point_weights}, eta={self.eta}, "
             f"soft_levels={self.soft_levels}, topk={self.topk}, topk_by={self.topk_by}, "
+            f"renormalize_topk={self.renormalize_topk}, "
             f"fsn_loss_weight={self.fsn_loss_weight}, max_iter={self.max_iter}, "
             f"switch_iter={self.switch_iter}"
         )
@@ -482,7 +490,8 @@ class SAPDAssigner(BaseAssigner):
 
     def level_weights(self, losses: Tensor, probs: Optional[Tensor], phase: int) -> Tensor:
         """(M, L) w_l^B (Eq. 5). Phase one: one-hot of the minimal-loss level; phase two: the
-        selection net's (detached) probabilities on the top-k levels, 0 elsewhere."""
+        selection net's (detached) probabilities on the top-k levels, 0 elsewhere (divided by
+        their sum with ``renormalize_topk``)."""
         num_levels = losses.shape[1]
         if phase == 1:
             return F.one_hot(losses.argmin(dim=1), num_levels).to(losses.dtype)
@@ -494,7 +503,10 @@ class SAPDAssigner(BaseAssigner):
         else:
             order = torch.argsort(probs, dim=1, descending=True, stable=True)
         keep = torch.zeros_like(losses, dtype=torch.bool).scatter_(1, order[:, :k], True)
-        return torch.where(keep, probs.detach().to(losses.dtype), torch.zeros_like(losses))
+        weights = torch.where(keep, probs.detach().to(losses.dtype), torch.zeros_like(losses))
+        if self.renormalize_topk:
+            weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        return weights
 
     # ------------------------------------------------------------------------- selection net
     def _fsn_for(self, features: Sequence[Tensor]) -> Optional[FeatureSelectionNet]:

@@ -1,9 +1,10 @@
 # SAPD, Soft Anchor-Point Detector (Zhu et al., ECCV 2020; dense_assign/assigners/sapd.py): the
 # RetinaNet model (configs/common/models/retinanet.py: R-50 FPN P3-P7 with P6 from C5, focal loss
-# 0.25 / 2; here with GroupNorm in the head) as an anchor-point detector: one point per location at
-# (k + 0.5) * stride regressing (l, t, r, b) / (z * stride), positives in the eps-shrunk box on every
-# level with soft point weights (Eq. 4) and soft level weights from a feature selection net (Eq. 5),
-# focal + IoU loss normalized by the sum of the positive weights (Eq. 6), score = class probability.
+# 0.25 / 2; here with GroupNorm in the head) as an anchor-point detector: one point per location
+# at (k + 0.5) * stride regressing (l, t, r, b) / (z * stride), positives in the eps-shrunk box on
+# every level with soft point weights (Eq. 4) and soft level weights from a feature selection net
+# (Eq. 5), focal + IoU loss normalized by the sum of the positive weights (Eq. 6), score = class
+# probability.
 from detectron2.config import LazyCall as L
 from detectron2.modeling.box_regression import Box2BoxTransformLinear
 
@@ -37,6 +38,7 @@ model.assigner = L(SAPDAssigner)(
     soft_levels=True,  # soft-selected pyramid levels (Sec. 3.3, Table 2 "SS")
     topk=3,  # levels per instance in phase two (Table 4)
     topk_by="loss",  # the k minimal-loss levels (Sec. 3.3)
+    renormalize_topk=False,  # the kept probabilities as they are (the paper does not renormalize)
     fsn_loss_weight=0.1,  # lambda (Eq. 6, Sec. 3.4)
     fsn_in_channels="${..backbone.out_channels}",  # 5 x 256 = 1280 input channels (Table 1)
     num_levels=5,  # P3-P7 (Sec. 3.1, Table 1)
