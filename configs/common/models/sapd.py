@@ -38,7 +38,7 @@ model.assigner = L(SAPDAssigner)(
     soft_levels=True,  # soft-selected pyramid levels (Sec. 3.3, Table 2 "SS")
     topk=3,  # levels per instance in phase two (Table 4)
     topk_by="loss",  # the k minimal-loss levels (Sec. 3.3)
-    renormalize_topk=False,  # the kept probabilities as they are (the paper does not renormalize)
+    renormalize_topk=False,  # probabilities as they are (paper silent; gogo Keras code)
     fsn_loss_weight=0.1,  # lambda (Eq. 6, Sec. 3.4)
     fsn_in_channels="${..backbone.out_channels}",  # 5 x 256 = 1280 input channels (Table 1)
     num_levels=5,  # P3-P7 (Sec. 3.1, Table 1)
