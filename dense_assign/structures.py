@@ -40,6 +40,14 @@ class Priors:
     def num_levels(self) -> int:
         return len(self.level_sizes)
 
+    @property
+    def level_starts(self) -> List[int]:
+        """Index of the first prior of each level (the levels are concatenated in order)."""
+        starts = [0]
+        for n in self.level_sizes[:-1]:
+            starts.append(starts[-1] + int(n))
+        return starts
+
     def split(self, x: Tensor, dim: int = 0) -> List[Tensor]:
         """Split a tensor whose ``dim`` runs over priors into per-level pieces."""
         return list(torch.split(x, self.level_sizes, dim=dim))

@@ -147,3 +147,13 @@ def test_max_iou_ignore_band():
     assert r.matched_idxs[0].item() == 1  # ignored anchors keep their best GT
     with pytest.raises(ValueError, match="thresholds"):
         MaxIoUAssigner(num_classes=K, thresholds=[0.6, 0.4])
+
+
+def test_priors_level_starts():
+    # 40 x 24 image, strides 8 / 16: 5 x 3 = 15 and 3 x 2 = 6 points
+    priors = make_priors(image_size=(24, 40), strides=(8, 16))
+    assert priors.level_sizes == [15, 6]
+    assert priors.level_starts == [0, 15]
+    for level, start in enumerate(priors.level_starts):
+        assert int(priors.levels[start]) == level
+        assert start == 0 or int(priors.levels[start - 1]) == level - 1

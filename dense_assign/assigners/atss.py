@@ -81,9 +81,7 @@ class ATSSAssigner(BaseAssigner):
         level's priors. Both give the same indices."""
         grid = self.prior_grid(priors)
         gt_centers = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
-        starts = [0]
-        for n in priors.level_sizes[:-1]:
-            starts.append(starts[-1] + n)
+        starts = priors.level_starts
         ks = [min(self.topk * priors.num_anchors, n) for n in priors.level_sizes]
 
         def dense_fn(level, rows):

@@ -243,9 +243,7 @@ class AutoAssign(BaseAssigner):
         the k nearest of every level (windows), then the k nearest among those (the k smallest
         overall are among their own level's k smallest)."""
         centers = (boxes[:, :2] + boxes[:, 2:]) / 2
-        starts = [0]
-        for n in priors.level_sizes[:-1]:
-            starts.append(starts[-1] + n)
+        starts = priors.level_starts
         ks = [min(self.fallback_topk, n) for n in priors.level_sizes]
 
         def dense_fn(level, rows):
@@ -443,9 +441,7 @@ class AutoAssign(BaseAssigner):
         table = len(pred_boxes) * self.num_classes
         if windowed and table <= min(DENSE_KEY_TABLE, 16 * len(key)):
             # the highest GT index per (point, class) through a table over all keys
-            last = torch.full(
-                (len(pred_boxes) * self.num_classes,), -1, dtype=torch.long, device=device
-            )
+            last = torch.full((table,), -1, dtype=torch.long, device=device)
             last.scatter_reduce_(0, key, gt_idx, reduce="amax")
             keep = gt_idx == last.index_select(0, key)
         else:

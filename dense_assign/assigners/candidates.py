@@ -216,10 +216,7 @@ class PriorGrid:
         self.heights = [int(h) for h, _ in priors.grid_sizes]
         self.widths = [int(w) for _, w in priors.grid_sizes]
         self.strides = [float(s) for s in priors.level_strides]
-        starts = [0]
-        for n in priors.level_sizes[:-1]:
-            starts.append(starts[-1] + int(n))
-        self.starts = starts
+        self.starts = starts = priors.level_starts
         self.num_priors = len(priors)
         self.tol = float(tol)
         self.device = device

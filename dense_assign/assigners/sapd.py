@@ -377,9 +377,7 @@ class SAPDAssigner(BaseAssigner):
         device, dtype = centers.device, centers.dtype
         strides = torch.tensor(priors.level_strides, dtype=dtype, device=device)  # (L,)
         hw = torch.tensor(priors.grid_sizes, dtype=torch.long, device=device).reshape(-1, 2)
-        starts = torch.tensor(
-            [0] + list(priors.level_sizes[:-1]), dtype=torch.long, device=device
-        ).cumsum(0)
+        starts = torch.tensor(priors.level_starts, dtype=torch.long, device=device)
         # grid coordinate of the nearest point: (k + offset) * s closest to c
         g = torch.floor(centers[:, None, :] / strides[None, :, None] - priors.offset + 0.5)
         g = g.to(torch.long)  # (m, L, 2) as (x, y)
