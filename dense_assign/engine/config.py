@@ -31,6 +31,8 @@ __all__ = [
     "check_config",
     "check_num_classes",
     "clip_grad_options",
+    "DATASET_NAME_KEYS",
+    "dataset_names",
     "device_of",
     "instantiate_checked",
 ]
@@ -200,7 +202,13 @@ def clip_grad_options(cfg, config_file: str = "") -> Dict[str, Any]:
     return options
 
 
-def _dataset_names(cfg, key: str) -> List[str]:
+#: Where a config names its datasets (each a string or a list of strings).
+DATASET_NAME_KEYS = ("dataloader.train.dataset.names", "dataloader.test.dataset.names")
+
+
+def dataset_names(cfg, key: str) -> List[str]:
+    """The dataset name(s) at ``key`` of ``cfg`` (a string or a list) as a list of strings; empty
+    when the key is absent."""
     value = cfg_get(cfg, key, None)
     if value is None:
         return []
@@ -215,8 +223,8 @@ def check_num_classes(cfg, config_file: str = "") -> None:
     where = f" in {config_file}" if config_file else ""
     num_classes = cfg_get(cfg, "model.num_classes", None)
     registered = set(DatasetCatalog.list())
-    for key in ("dataloader.train.dataset.names", "dataloader.test.dataset.names"):
-        for name in _dataset_names(cfg, key):
+    for key in DATASET_NAME_KEYS:
+        for name in dataset_names(cfg, key):
             if name not in registered:
                 similar = sorted(n for n in registered if n.split("_")[0] == name.split("_")[0])
                 raise ConfigError(

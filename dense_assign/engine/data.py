@@ -56,7 +56,7 @@ from detectron2.utils import comm
 from detectron2.utils.registry import locate
 
 from ..data.checks import CheckedMapper, DatasetError, check_dataset_dicts
-from .config import OPTIONAL_KEYS, ConfigError, cfg_get
+from .config import OPTIONAL_KEYS, ConfigError, cfg_get, dataset_names
 
 __all__ = [
     "DeterministicTrainLoader",
@@ -80,10 +80,7 @@ _MAX_SUBSTITUTES = 10
 
 # ------------------------------------------------------------------------------ datasets
 def _names(dataset_node) -> List[str]:
-    names = cfg_get(dataset_node, "names", None) if isinstance(dataset_node, DictConfig) else None
-    if names is None:
-        return []
-    return [str(names)] if isinstance(names, str) else [str(n) for n in names]
+    return dataset_names(dataset_node, "names") if isinstance(dataset_node, DictConfig) else []
 
 
 def _source(name: str) -> str:

@@ -5,7 +5,7 @@ from typing import List
 
 from detectron2.utils import comm
 
-from .config import cfg_get
+from .config import DATASET_NAME_KEYS, dataset_names
 
 __all__ = ["SYNTHETIC_PREFIX", "dataset_names_from_cfg", "prepare_datasets"]
 
@@ -14,20 +14,12 @@ logger = logging.getLogger(__name__)
 #: Dataset names with this prefix are the project's generated datasets (``dense_assign.data``).
 SYNTHETIC_PREFIX = "synthetic_"
 
-_DATASET_NAME_KEYS = ("dataloader.train.dataset.names", "dataloader.test.dataset.names")
-
-
 def dataset_names_from_cfg(cfg) -> List[str]:
     """The dataset names of ``dataloader.{train,test}.dataset.names`` (each a string or a list),
     in order and without repeats; keys that a config does not have are skipped."""
     names: List[str] = []
-    for key in _DATASET_NAME_KEYS:
-        value = cfg_get(cfg, key, None)
-        if value is None:
-            continue
-        for name in [value] if isinstance(value, str) else list(value):
-            if name not in names:
-                names.append(str(name))
+    for key in DATASET_NAME_KEYS:
+        names += [n for n in dataset_names(cfg, key) if n not in names]
     return names
 
 

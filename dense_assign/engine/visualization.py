@@ -17,7 +17,7 @@ from detectron2.evaluation.evaluator import inference_context
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.visualizer import Visualizer
 
-from .config import cfg_get
+from .config import cfg_get, dataset_names
 
 __all__ = ["PREDICTIONS_DIR", "VIS_SCORE_THRESHOLD", "iter_test_inputs", "visualize_predictions"]
 
@@ -48,11 +48,10 @@ def iter_test_inputs(cfg, num_images: int) -> Iterator[dict]:
 
 
 def _metadata(cfg):
-    test_names = cfg_get(cfg, "dataloader.test.dataset.names", None)
-    if test_names is None:
+    test_names = dataset_names(cfg, "dataloader.test.dataset.names")
+    if not test_names:
         return MetadataCatalog.get("__unused__"), None
-    name = test_names if isinstance(test_names, str) else list(test_names)[0]
-    return MetadataCatalog.get(name), name
+    return MetadataCatalog.get(test_names[0]), test_names[0]
 
 
 def visualize_predictions(

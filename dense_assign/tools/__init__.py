@@ -123,13 +123,13 @@ def resolve_dataset(cfg, name: Optional[str] = None) -> str:
     for this dataset only). Raises :class:`ToolError` for an unregistered name."""
     from detectron2.data import DatasetCatalog
 
-    from ..engine import cfg_get, prepare_datasets
+    from ..engine import dataset_names, prepare_datasets
 
     if not name:
-        names = cfg_get(cfg, "dataloader.test.dataset.names", None)
-        if names is None:
+        names = dataset_names(cfg, "dataloader.test.dataset.names")
+        if not names:
             raise ToolError("the config has no dataloader.test.dataset.names: pass --dataset NAME")
-        name = names if isinstance(names, str) else list(names)[0]
+        name = names[0]
     if name not in DatasetCatalog.list():
         raise ToolError(
             f"--dataset {name!r} is not a registered dataset; registered: "

@@ -58,14 +58,13 @@ def prior_map(mu: torch.Tensor, sigma: torch.Tensor, extent: float, size: int = 
 def class_names_of(cfg, rows: int) -> List[str]:
     from detectron2.data import MetadataCatalog
 
-    from ..engine import cfg_get
+    from ..engine import dataset_names
 
     # registration sets thing_classes (COCO, VOC, the synthetic sets): no need to load the data
-    names = cfg_get(cfg, "dataloader.train.dataset.names", None)
+    names = dataset_names(cfg, "dataloader.train.dataset.names")
     classes = []
-    if names is not None:
-        first = names if isinstance(names, str) else list(names)[0]
-        classes = list(MetadataCatalog.get(first).get("thing_classes", []) or [])
+    if names:
+        classes = list(MetadataCatalog.get(names[0]).get("thing_classes", []) or [])
     if rows == 1:
         return ["all classes (shared)"]
     if len(classes) != rows:
