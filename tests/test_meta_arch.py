@@ -110,3 +110,30 @@ def test_assignment_statistics_hand_case():
     lvl1 = [[0, 0, 16, 16], [16, 0, 32, 16], [0, 16, 16, 32], [16, 16, 32, 32]]
     expected = (4 * 64 / 400 + 64 / 576 + sum(iou(p, b) for p in lvl1)) / 9
     assert stats["pos_prior_iou_mean"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_assigner_stats_are_logged_as_batch_means():
+    from dense_assign.meta_arch import OneStageDetector
+    from dense_assign.structures import AssignResult
+
+    priors = make_priors(image_size=(16, 16), strides=(8,))
+
+    def result(stats):  # all background
+        R = len(priors)
+        return AssignResult(
+            labels=torch.full((R,), 2, dtype=torch.long),
+            matched_idxs=torch.full((R,), -1, dtype=torch.long),
+            matched_gt_boxes=torch.zeros(R, 4),
+            stats=stats,
+        )
+
+    class _Detector:  # _log_assignment_stats reads only num_classes
+        num_classes = 2
+
+    empty_gt = make_instances([], [], (16, 16))
+    results = [result({"level_weight": 0.2, "num_gt": 3.0}), result({"level_weight": 0.6})]
+    with EventStorage(start_iter=0) as storage:
+        OneStageDetector._log_assignment_stats(_Detector(), priors, results, [empty_gt] * 2)
+        logged = {k: v[0] for k, v in storage.latest().items()}
+    assert logged["assigner/level_weight"] == pytest.approx(0.4)
+    assert logged["assigner/num_gt"] == pytest.approx(3.0)  # only the image that reports it

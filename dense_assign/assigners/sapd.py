@@ -611,11 +611,9 @@ class SAPDAssigner(BaseAssigner):
                 # keeps (1 in phase one)
                 stats["level_weight"] = float(level_w[selected].mean())
                 stats["point_weight"] = float(f[selected].mean())
-                put_scalar("sapd/level_weight", stats["level_weight"])
             if probs is not None and has_points.any():
                 hit = probs.argmax(dim=1) == best.indices
                 stats["fsn_accuracy"] = float(hit[has_points].float().mean())
-                put_scalar("sapd/fsn_accuracy", stats["fsn_accuracy"])
         return AssignResult(
             labels=labels,
             matched_idxs=matched,

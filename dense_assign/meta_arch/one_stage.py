@@ -251,9 +251,15 @@ class OneStageDetector(DenseDetector):
         return merged
 
     def _log_assignment_stats(self, priors, assignments: List[AssignResult], gt_instances):
+        """``assign/*``: the batch's :func:`assignment_statistics`; ``assigner/*``: the
+        assigner's own numbers (``AssignResult.stats``, e.g. ATSS's IoU threshold, SAPD's level
+        weight), each the mean over the images that report it."""
         stats = assignment_statistics(priors, assignments, gt_instances, self.num_classes)
         for name, value in stats.items():
             put_scalar(f"assign/{name}", value)
+        for name in sorted({k for a in assignments for k in a.stats}):
+            values = [float(a.stats[name]) for a in assignments if name in a.stats]
+            put_scalar(f"assigner/{name}", sum(values) / len(values))
 
     def check_gt_instances(self, batched_inputs) -> None:
         """Refuse ground truth that would fail (or silently corrupt the targets) inside an
