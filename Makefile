@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dense_assign-installed
-DEMO_CONFIG ?= configs/Synthetic-Detection/fcos_R_18_FPN.py
+DEMO_CONFIG ?= configs/Synthetic-Converge/fcos_R_18_FPN.py
 DEMO_OUTPUT ?= output/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-long compare benchmark visualize clean-output
+.PHONY: install demo test test-long compare compare-ablations benchmark visualize clean-output
 
 install: $(STAMP)
 
@@ -27,14 +27,21 @@ test-long: $(STAMP)
 	$(PY) -m pytest tests -m long $(PYTEST_ARGS)
 
 # Evidence tools (dense_assign/tools/README.md)
-# Every method config of configs/Synthetic-Detection, 300 iterations each, two at a time (~35 min
-# on 2 CPU cores); the table goes to $(COMPARE_OUTPUT)/results.md.
+# The converging CPU benchmark (README "The converging CPU benchmark"): every method config of
+# configs/Synthetic-Converge, 3 seeds, two 1-thread runs at a time; resumable (--skip-existing).
+# The table goes to $(COMPARE_OUTPUT)/results.md, the papers' claims to $(COMPARE_OUTPUT)/claims.md.
+# `make compare-ablations` adds the ablation configs (configs/Synthetic-Converge/ablations) to the
+# same folder and reports both.
 COMPARE_OUTPUT ?= output/compare
-COMPARE_ITERS ?= 300
+COMPARE_SEEDS ?= 0 1 2
 COMPARE_JOBS ?= 2
 compare: $(STAMP)
-	$(PY) -m dense_assign.tools.compare --output $(COMPARE_OUTPUT) --skip-existing \
-		--max-iter $(COMPARE_ITERS) --jobs $(COMPARE_JOBS)
+	$(PY) -m dense_assign.tools.compare --selection converge --seeds $(COMPARE_SEEDS) \
+		--jobs $(COMPARE_JOBS) --output $(COMPARE_OUTPUT) --skip-existing
+
+compare-ablations: $(STAMP)
+	$(PY) -m dense_assign.tools.compare --selection converge-all --seeds $(COMPARE_SEEDS) \
+		--jobs $(COMPARE_JOBS) --output $(COMPARE_OUTPUT) --skip-existing
 
 BENCHMARK_OUTPUT ?= output/benchmark.json
 benchmark: $(STAMP)

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from detectron2.config import LazyConfig
 from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import MultiStepParamScheduler
+from fvcore.common.param_scheduler import CosineParamScheduler, MultiStepParamScheduler
 
 
 def config_root() -> str:
@@ -71,6 +71,34 @@ def resnext_stages(
     return stages
 
 
+def basic_resnet_stages(*, depth: int = 18, width: int = 64, norm: str = "BN"):
+    """ResNet-18/34 stages (``BasicBlock``) whose res2 has ``width`` channels, doubling at each
+    stage (detectron2's ``make_default_stages`` fixes ``width`` at 64). The converging CPU
+    benchmark uses ``width=32``: a quarter of ResNet-18's FLOPs."""
+    from detectron2.modeling.backbone.resnet import BasicBlock, ResNet
+
+    blocks = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
+    if depth not in blocks:
+        raise ValueError(f"basic_resnet_stages: depth must be one of {sorted(blocks)}, got {depth}")
+    if width <= 0:
+        raise ValueError(f"basic_resnet_stages: width must be positive, got {width}")
+    stages, in_channels = [], width
+    for i, n in enumerate(blocks[depth]):
+        out_channels = width * 2**i
+        stages.append(
+            ResNet.make_stage(
+                block_class=BasicBlock,
+                num_blocks=n,
+                stride_per_block=[1 if i == 0 else 2] + [1] * (n - 1),
+                in_channels=in_channels,
+                out_channels=out_channels,
+                norm=norm,
+            )
+        )
+        in_channels = out_channels
+    return stages
+
+
 def step_schedule(
     *,
     max_iter: int,
@@ -98,3 +126,22 @@ def step_schedule_fractions(*, max_iter: int, fractions: Sequence[float] = (2 / 
     """:func:`step_schedule` with steps given as fractions of ``max_iter`` (so that overriding
     ``train.max_iter`` on the command line moves the steps with it)."""
     return step_schedule(max_iter=max_iter, steps=[int(f * max_iter) for f in fractions], **kwargs)
+
+
+def cosine_schedule(
+    *,
+    max_iter: int,
+    warmup_iters: int = 100,
+    warmup_factor: float = 0.01,
+    final_value: float = 0.0,
+):
+    """LR multiplier: linear warmup over ``warmup_iters`` iterations from ``warmup_factor``, then a
+    cosine decay from 1 to ``final_value`` at ``max_iter`` (the converging CPU benchmark's schedule;
+    with ``max_iter`` interpolated from ``train.max_iter``, an override moves it along)."""
+    if max_iter <= 0:
+        raise ValueError(f"max_iter must be positive, got {max_iter}")
+    if warmup_iters < 0:
+        raise ValueError(f"warmup_iters must be >= 0, got {warmup_iters}")
+    sched = CosineParamScheduler(start_value=1.0, end_value=float(final_value))
+    return WarmupParamScheduler(sched, warmup_factor, min(warmup_iters / max_iter, 1.0), "linear")
+

@@ -13,7 +13,13 @@ from .helpers import REPO, random_batch
 
 CONFIGS = sorted(
     os.path.relpath(p, REPO)
-    for folder in ("COCO-Detection", "PascalVOC-Detection", "Synthetic-Detection")
+    for folder in (
+        "COCO-Detection",
+        "PascalVOC-Detection",
+        "Synthetic-Detection",
+        "Synthetic-Converge",
+        "Synthetic-Converge/ablations",
+    )
     for p in glob.glob(str(REPO / "configs" / folder / "*.py"))
 )
 

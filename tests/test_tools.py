@@ -230,27 +230,92 @@ def _fake_run(folder: Path, ap: float, times, iterations):
 
 
 def test_compare_trains_two_configs_at_a_time(synthetic_datasets, tmp_path):
-    """--jobs 2: both tiny runs train in parallel subprocesses, with their console output in
-    <run>.log, and the table has a row for each, with the budget and machine written down."""
+    """--jobs 2 --seeds 0 1: the four tiny runs train two at a time in subprocesses, with their
+    console output in <config>/seed<S>.log; the table has a row per run and a mean ± std line per
+    config, with the budget, seeds and machine written down; a second call with --skip-existing
+    trains nothing and reports the same numbers."""
     from dense_assign.tools import compare
 
     second = tmp_path / "tiny_fcos_copy.py"
     second.write_text(Path(TINY_FCOS).read_text())
     out = tmp_path / "cmp"
-    paths = compare.main(
-        ["--configs", TINY_FCOS, str(second), "--max-iter", "4", "--jobs", "2",
-         "--output", str(out)]
-    )
+    argv = ["--configs", TINY_FCOS, str(second), "--max-iter", "4", "--jobs", "2", "--seeds", "0",
+            "1", "--output", str(out)]
+    paths = compare.main(argv)
     report = json.loads(Path(paths["json"]).read_text())
-    assert report["jobs"] == 2 and report["max_iter"] == 4
-    assert [r["name"] for r in report["runs"]] == ["tiny_fcos", "tiny_fcos_copy"]
+    assert report["jobs"] == 2 and report["max_iter"] == 4 and report["seeds"] == [0, 1]
+    assert [(r["name"], r["seed"]) for r in report["runs"]] == [
+        ("tiny_fcos", 0), ("tiny_fcos", 1), ("tiny_fcos_copy", 0), ("tiny_fcos_copy", 1)
+    ]
     for row in report["runs"]:
         assert "error" not in row, row
         assert row["iterations"] == 4 and row["AP"] is not None  # (time is logged from iter 3)
-        assert (out / f"{row['name']}.log").is_file()
+        assert row["wall_s"] > 0
+        assert (out / row["name"] / f"seed{row['seed']}.log").is_file()
+        assert (out / row["name"] / f"seed{row['seed']}" / "final_results.json").is_file()
+    summary = {g["name"]: g for g in report["configs_summary"]}
+    assert summary["tiny_fcos"]["n"] == 2 and summary["tiny_fcos"]["seeds"] == [0, 1]
+    aps = [r["AP"] for r in report["runs"] if r["name"] == "tiny_fcos"]
+    assert summary["tiny_fcos"]["AP"] == pytest.approx(sum(aps) / 2)
     md = Path(paths["md"]).read_text()
-    assert "Budget: train.max_iter=4, train.seed=0" in md and "run(s) at a time" in md
+    assert "Budget: train.max_iter=4, train.seed in {0 1}" in md and "run(s) at a time" in md
+    assert "## Mean ± std over seeds" in md
     assert compare.worker_threads(2) == max(1, (os.cpu_count() or 1) // 2)
+
+    mtimes = {p: p.stat().st_mtime for p in out.glob("*/seed*/final_results.json")}
+    again = json.loads(Path(compare.main(argv + ["--skip-existing"])["json"]).read_text())
+    assert {p: p.stat().st_mtime for p in mtimes} == mtimes  # nothing retrained
+    assert [r["AP"] for r in again["runs"]] == [r["AP"] for r in report["runs"]]
+
+
+def test_compare_selections_discover_the_converge_configs():
+    """The converging benchmark's configs are found in their folder, the ablations in its
+    ablations/ subfolder: adding a config there needs no list edited."""
+    from dense_assign.model_zoo import config_root
+    from dense_assign.tools import compare
+
+    main = compare.selection_configs("converge")
+    ablations = compare.selection_configs("converge-ablations")
+    on_disk = sorted(os.listdir(os.path.join(config_root(), "Synthetic-Converge")))
+    assert [os.path.basename(c) for c in main] == [f for f in on_disk if f.endswith(".py")]
+    assert "Synthetic-Converge/fcos_R_18_FPN.py" in main
+    assert all(c.startswith("Synthetic-Converge/ablations/") for c in ablations) and ablations
+    assert compare.selection_configs("synthetic") == list(compare.DEFAULT_CONFIGS)
+
+
+def test_compare_aggregates_seeds_and_judges_claims(tmp_path):
+    """Mean and sample std over seeds per config, and the claims' verdicts from them."""
+    from dense_assign.tools import claims, compare
+
+    rows = []
+    for name, aps in (("fcos_R_18_FPN", [40.0, 41.0, 42.0]), ("atss_fcos_R_18_FPN", [44.0, 45.0, 46.0]),
+                      ("autoassign_R_18_FPN", [30.0, 31.0, 32.0])):
+        for seed, ap in enumerate(aps):
+            rows.append({"name": name, "seed": seed, "AP": ap, "AP75": ap, "wall_s": 100.0})
+    rows.append({"name": "fcos_R_18_FPN", "seed": 3, "error": "exit code 1"})
+    groups = {g["name"]: g for g in compare.aggregate(rows)}
+    assert groups["fcos_R_18_FPN"]["AP"] == pytest.approx(41.0)
+    assert groups["fcos_R_18_FPN"]["AP_std"] == pytest.approx(1.0)
+    assert groups["fcos_R_18_FPN"]["n"] == 3 and groups["fcos_R_18_FPN"]["failed"] == [3]
+    results = {r["text"]: r for r in claims.evaluate_claims(list(groups.values()))}
+    atss = results["ATSS assignment beats FCOS's (FCOS + ATSS vs FCOS)"]
+    assert atss["difference"] == pytest.approx(4.0)
+    assert atss["stderr"] == pytest.approx((2 / 3) ** 0.5)
+    assert atss["verdict"] == "reproduced"
+    assert results["AutoAssign matches or beats FCOS"]["verdict"] == "reversed"
+    assert len(results) == 3  # the claims whose two configs ran
+    close = claims.evaluate_claim(
+        claims.Claim("x", "close", "a", "b", kind="close", tolerance=1.0),
+        {"AP": 40.0, "AP_std": 5.0, "n": 3}, {"AP": 40.5, "AP_std": 5.0, "n": 3},
+    )
+    assert close["verdict"] == "reproduced"
+    noisy = claims.evaluate_claim(
+        claims.Claim("x", "beats", "a", "b"), {"AP": 41.0, "AP_std": 2.0, "n": 3},
+        {"AP": 40.0, "AP_std": 2.0, "n": 3},
+    )
+    assert noisy["verdict"] == "within noise"
+    table = claims.claims_table(list(results.values()))
+    assert "| ATSS | ATSS assignment beats FCOS's" in table and "+4.00 ± 0.82 | reproduced |" in table
 
 
 def test_compare_collect_only(tmp_path):
@@ -291,9 +356,10 @@ def test_compare_collect_only(tmp_path):
     assert runs["atss"]["train_time_s"] == pytest.approx(7.5)
 
     md = (out / "results.md").read_text()
-    assert "| fcos | 12.5 | 32.5 | 7.5 | - | 6.2 | 25.0 | 40 | 24.0 | 0.600 |" in md
-    assert "| atss | 14.0 | 34.0 | 9.0 | - | 7.0 | 28.0 | 30 | 7.5 | 0.250 |" in md
-    assert "| fcos | 12.5 |" in proc.stdout
+    assert "| fcos | - | 12.5 | 32.5 | 7.5 | - | 6.2 | 25.0 | 40 | 24.0 | 0.600 | - |" in md
+    assert "| atss | - | 14.0 | 34.0 | 9.0 | - | 7.0 | 28.0 | 30 | 7.5 | 0.250 | - |" in md
+    assert "| fcos | 1 | 12.5 | 32.5 | 7.5 | - | 6.2 | 25.0 | - | 0.600 |" in md  # summary
+    assert "| fcos | 1 | 12.5 |" in proc.stdout
     with Image.open(out / "results.png") as im:
         assert im.format == "PNG" and im.size[0] >= 600 and im.size[1] == 450
 

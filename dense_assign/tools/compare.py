@@ -1,30 +1,38 @@
-"""Train several configs with one budget, seed and data, and tabulate their COCO metrics.
+"""Train several configs over several seeds with one budget and data, and tabulate their COCO
+metrics as mean and standard deviation over the seeds.
 
-    python -m dense_assign.tools.compare [--configs C1.py C2.py ...] [--max-iter 600] \
-        [--seed 0] [--jobs 2] [--output output/compare] [--skip-existing] [key=value ...]
+    python -m dense_assign.tools.compare [--selection converge] [--configs C1.py C2.py ...] \
+        [--seeds 0 1 2] [--max-iter N] [--jobs 2] [--output output/compare] [--skip-existing] \
+        [key=value ...]
     python -m dense_assign.tools.compare --collect-only output/synthetic/fcos_R_18_FPN \
         output/synthetic/atss_R_18_FPN --output output/compare
 
-Training mode: each config (default: the method configs of ``configs/Synthetic-Detection``,
-``DEFAULT_CONFIGS``) is trained in its own subprocess through ``dense_assign.engine`` (the code
-behind ``train_net.py``) with the same ``train.max_iter`` (``--max-iter``; default: each config's
-own), ``train.seed`` (``--seed``) and any extra ``key=value`` overrides, into
-``<output>/<config name>/``; each run ends with the config's evaluation
-(``final_results.json``). ``--skip-existing`` keeps the runs whose folder already has one.
-``--jobs N`` trains N configs at a time, each with cores / N intra-op threads (on the 2-core CPU
-machine, two 1-thread runs finish in about 0.75x the time of one 2-thread run after the other).
+Training mode: each config (``--configs``, or the configs of a named ``--selection``, see
+``selection_configs``) is trained once per seed, each run in its own subprocess through
+``dense_assign.engine`` (the code behind ``train_net.py``) with ``train.seed=<seed>``, the same
+``train.max_iter`` (``--max-iter``; default: each config's own) and any extra ``key=value``
+overrides, into ``<output>/<config name>/seed<seed>/``; each run ends with the config's evaluation
+(``final_results.json``) and its wall time goes to ``compare_run.json`` beside it.
+``--skip-existing`` keeps the runs whose folder already has ``final_results.json``, so an
+interrupted comparison resumes where it stopped. ``--jobs N`` trains N runs at a time, each with
+cores / N intra-op threads.
 
-Then (or with ``--collect-only DIR ...``, for existing output folders) it reads each folder's
-``final_results.json`` (AP, AP50, AP75, APs, APm, APl of the ``bbox`` task) and ``metrics.json``
-(the training time: the sum over logged iterations of detectron2's per-iteration ``time``, times
-the iterations since the previous logged one) and writes ``<output>/results.md``,
-``<output>/results.json`` and ``<output>/results.png`` (bar chart).
+Then (or with ``--collect-only DIR ...``, for existing output folders, one run each) it reads each
+run's ``final_results.json`` (AP, AP50, AP75, APs, APm, APl of the ``bbox`` task) and
+``metrics.json`` (the training time: the sum over logged iterations of detectron2's
+per-iteration ``time``, times the iterations since the previous logged one) and writes
+``<output>/results.md`` (mean +- std over seeds per config, then every run),
+``<output>/results.json``, ``<output>/results.png`` (bars with the seeds' std as error bars) and,
+when the configs of a paper's claim are present, ``<output>/claims.md``
+(:mod:`dense_assign.tools.claims`).
 """
 import argparse
+import glob
 import json
 import logging
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -34,7 +42,8 @@ from . import ToolError, add_overrides_arg, config_file_path, run_cli, tool_pars
 
 logger = logging.getLogger("dense_assign.tools.compare")
 
-#: The method configs compared by default (paths under configs/): one per method of DESIGN.md.
+#: The 320-640 px method configs of ``configs/Synthetic-Detection`` (one per method of DESIGN.md),
+#: the ``synthetic`` selection: short runs there do not converge on a CPU (README).
 DEFAULT_CONFIGS = (
     "Synthetic-Detection/fcos_R_18_FPN.py",
     "Synthetic-Detection/af_baseline_R_18_FPN.py",
@@ -45,10 +54,34 @@ DEFAULT_CONFIGS = (
     "Synthetic-Detection/autoassign_R_18_FPN.py",
     "Synthetic-Detection/sapd_R_18_FPN.py",
 )
+#: The converging CPU benchmark's folder: its top-level configs are the ``converge`` selection,
+#: those of its ``ablations/`` subfolder the ``converge-ablations`` selection. A config added
+#: there joins its selection with no list to edit.
+CONVERGE_DIR = "Synthetic-Converge"
+SELECTIONS = ("converge", "converge-ablations", "converge-all", "synthetic")
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESULTS_FILE = "final_results.json"
 METRICS_FILE = "metrics.json"
+RUN_FILE = "compare_run.json"
 WORKER_FLAG = "--train-one"
+
+
+def selection_configs(selection: str) -> List[str]:
+    """The config paths (under ``configs/``) of a named selection, sorted by file name for the
+    converge folders, so every checkout lists them in one order."""
+    from ..model_zoo import config_root
+
+    if selection == "synthetic":
+        return list(DEFAULT_CONFIGS)
+    if selection == "converge-all":
+        return selection_configs("converge") + selection_configs("converge-ablations")
+    if selection not in SELECTIONS:
+        raise ToolError(f"--selection {selection!r}: choose one of {list(SELECTIONS)}")
+    sub = CONVERGE_DIR if selection == "converge" else os.path.join(CONVERGE_DIR, "ablations")
+    found = sorted(glob.glob(os.path.join(config_root(), sub, "*.py")))
+    if not found:
+        raise ToolError(f"--selection {selection}: no configs in {os.path.join(config_root(), sub)}")
+    return [os.path.relpath(p, config_root()) for p in found]
 
 
 # ----------------------------------------------------------------------------- collecting
@@ -100,8 +133,24 @@ def read_train_time(run_dir: str) -> Dict[str, Optional[float]]:
     return out
 
 
-def collect(run_dirs: Sequence[str], names: Optional[Sequence[str]] = None) -> List[Dict]:
-    """One entry per run folder: name, folder, the metrics and the training time."""
+def read_wall_time(run_dir: str) -> Optional[float]:
+    """The run's wall time in seconds (``compare_run.json``, written when compare trained it)."""
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return float(json.load(f)["wall_s"])
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ToolError(f"{path}: no wall time ({e})") from e
+
+
+def collect(
+    run_dirs: Sequence[str],
+    names: Optional[Sequence[str]] = None,
+    seeds: Optional[Sequence[Optional[int]]] = None,
+) -> List[Dict]:
+    """One entry per run folder: name, seed, folder, the metrics and the training and wall time."""
     rows = []
     for i, run_dir in enumerate(run_dirs):
         if not os.path.isdir(run_dir):
@@ -110,12 +159,45 @@ def collect(run_dirs: Sequence[str], names: Optional[Sequence[str]] = None) -> L
         rows.append(
             {
                 "name": name,
+                "seed": seeds[i] if seeds else None,
                 "output_dir": run_dir,
                 **read_final_results(run_dir),
                 **read_train_time(run_dir),
+                "wall_s": read_wall_time(run_dir),
             }
         )
     return rows
+
+
+def mean_std(values: Sequence[Optional[float]]):
+    """(mean, sample std, n) of the non-missing values; std is None below two values."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not vals:
+        return None, None, 0
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None), len(vals)
+
+
+def aggregate(rows: Sequence[Dict]) -> List[Dict]:
+    """One entry per config name, in first-seen order: mean / std / n of every metric over its
+    successful runs (``<metric>``, ``<metric>_std``), the seeds, the failed runs, the mean wall
+    and training time per run."""
+    groups: Dict[str, List[Dict]] = {}
+    for r in rows:
+        groups.setdefault(r["name"], []).append(r)
+    out = []
+    for name, runs in groups.items():
+        ok = [r for r in runs if not r.get("error")]
+        entry = {
+            "name": name,
+            "seeds": [r.get("seed") for r in ok],
+            "failed": [r.get("seed") for r in runs if r.get("error")],
+            "n": len(ok),
+        }
+        for key in METRICS + ("wall_s", "train_time_s", "s_per_iter", "iterations"):
+            mean, std, _ = mean_std([r.get(key) for r in ok])
+            entry[key], entry[f"{key}_std"] = mean, std
+        out.append(entry)
+    return out
 
 
 def _fmt(value, pattern="{:.1f}") -> str:
@@ -124,39 +206,70 @@ def _fmt(value, pattern="{:.1f}") -> str:
     return pattern.format(value)
 
 
+def _pm(mean, std) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
 def markdown_table(rows: Sequence[Dict]) -> str:
-    head = ["run"] + list(METRICS) + ["iterations", "train time (s)", "s/iter"]
+    """One line per run."""
+    head = ["run", "seed"] + list(METRICS) + ["iterations", "train time (s)", "s/iter", "wall (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["name"]] + [_fmt(r.get(m)) for m in METRICS]
+        cells = [r["name"], _fmt(r.get("seed"), "{}")] + [_fmt(r.get(m)) for m in METRICS]
         cells += [
             _fmt(r.get("iterations"), "{}"),
             _fmt(r.get("train_time_s"), "{:.1f}"),
             _fmt(r.get("s_per_iter"), "{:.3f}"),
+            _fmt(r.get("wall_s"), "{:.0f}"),
         ]
         if r.get("error"):
-            cells = [r["name"]] + ["-"] * (len(head) - 2) + [f"failed: {r['error']}"]
+            cells = cells[:2] + ["-"] * (len(head) - 3) + [f"failed: {r['error']}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def bar_chart(rows: Sequence[Dict], path: str, metrics=("AP", "AP50", "AP75")) -> str:
-    """Grouped bars of ``metrics`` per run (matplotlib, Agg)."""
+def summary_table(groups: Sequence[Dict]) -> str:
+    """One line per config: mean ± std over its seeds."""
+    head = ["config", "seeds"] + list(METRICS) + ["wall per run (s)", "s/iter"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        seeds = f"{g['n']}" + (f" ({len(g['failed'])} failed)" if g["failed"] else "")
+        cells = [g["name"], seeds] + [_pm(g[m], g[f"{m}_std"]) for m in METRICS]
+        cells += [_fmt(g.get("wall_s"), "{:.0f}"), _fmt(g.get("s_per_iter"), "{:.3f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_chart(groups: Sequence[Dict], path: str, metrics=("AP", "AP50", "AP75")) -> str:
+    """Grouped bars of ``metrics`` per config, the seeds' std as error bars (matplotlib, Agg)."""
     import numpy as np
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.5), dpi=100)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(groups) + 2), 4.5), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(len(rows))
+    x = np.arange(len(groups))
     width = 0.8 / len(metrics)
     for k, metric in enumerate(metrics):
-        values = [r.get(metric) if r.get(metric) is not None else 0.0 for r in rows]
-        bars = ax.bar(x + (k - (len(metrics) - 1) / 2) * width, values, width, label=metric)
-        ax.bar_label(bars, fmt="%.1f", fontsize=6)
+        values = [g.get(metric) if g.get(metric) is not None else 0.0 for g in groups]
+        errors = [g.get(f"{metric}_std") or 0.0 for g in groups]
+        bars = ax.bar(
+            x + (k - (len(metrics) - 1) / 2) * width,
+            values,
+            width,
+            yerr=errors,
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
+            label=metric,
+        )
+        ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=2)
     ax.set_xticks(x)
-    ax.set_xticklabels([r["name"] for r in rows], rotation=25, ha="right", fontsize=7)
+    ax.set_xticklabels([g["name"] for g in groups], rotation=25, ha="right", fontsize=7)
     ax.set_ylabel("COCO AP (%)")
-    ax.set_title("bbox AP per run")
+    n = sorted({g["n"] for g in groups})
+    seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
+    ax.set_title(f"bbox AP per config (mean over {seeds} seed(s), error bars: std)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -178,30 +291,43 @@ def machine_description(jobs: int = 1) -> str:
 
 
 def write_report(rows: Sequence[Dict], output: str, meta: Dict) -> Dict[str, str]:
+    from .claims import claims_table, evaluate_claims
+
     os.makedirs(output, exist_ok=True)
     paths = {k: os.path.join(output, f"results.{k}") for k in ("md", "json", "png")}
-    table = markdown_table(rows)
+    groups = aggregate(rows)
+    summary, table = summary_table(groups), markdown_table(rows)
     with open(paths["md"], "w") as f:
-        f.write(f"# Comparison ({meta.get('mode')})\n\n{table}\n")
+        f.write(f"# Comparison ({meta.get('mode')})\n\n")
+        f.write(f"## Mean ± std over seeds\n\n{summary}\n\n## Every run\n\n{table}\n")
         if meta.get("mode") == "trained":
             budget = meta.get("max_iter") or "each config's own"
             overrides = meta.get("overrides") or "none"
+            seeds = " ".join(str(x) for x in meta.get("seeds", []))
             f.write(
-                f"\nBudget: train.max_iter={budget}, train.seed={meta.get('seed')}, "
+                f"\nBudget: train.max_iter={budget}, train.seed in {{{seeds}}}, "
                 f"overrides {overrides}. Machine: {meta.get('machine')}.\n"
             )
         f.write(
-            "\nAP in %, bbox task of final_results.json; train time from metrics.json "
-            "(sum of per-iteration times over the logged windows).\n"
+            "\nAP in %, bbox task of final_results.json (std: sample standard deviation over the "
+            "seeds); train time from metrics.json (sum of per-iteration times over the logged "
+            "windows); wall: the whole run (start, training, evaluation) as compare timed it.\n"
         )
+    claims = evaluate_claims(groups)
+    if claims:
+        paths["claims"] = os.path.join(output, "claims.md")
+        with open(paths["claims"], "w") as f:
+            f.write("# Papers' claims on these runs\n\n" + claims_table(claims) + "\n")
     with open(paths["json"], "w") as f:
-        json.dump({**meta, "runs": list(rows)}, f, indent=2)
+        json.dump({**meta, "configs_summary": groups, "claims": claims, "runs": list(rows)}, f, indent=2)
         f.write("\n")
-    ok = [r for r in rows if not r.get("error")]
+    ok = [g for g in groups if g["n"]]
     if ok:
         bar_chart(ok, paths["png"])
-    print(f"\n{table}\n")
-    for k, p in paths.items():
+    print(f"\n{summary}\n\n{table}\n")
+    if claims:
+        print(claims_table(claims) + "\n")
+    for p in paths.values():
         logger.info(f"Wrote {p}")
     return paths
 
@@ -211,45 +337,49 @@ def run_name(config: str) -> str:
     return os.path.splitext(os.path.basename(config))[0]
 
 
-def train_overrides(args, run_dir: str) -> List[str]:
-    opts = [f"train.output_dir={run_dir}", f"train.seed={args.seed}"]
+def run_dir_of(output: str, name: str, seed: int) -> str:
+    return os.path.join(output, name, f"seed{seed}")
+
+
+def train_overrides(args, run_dir: str, seed: int) -> List[str]:
+    opts = [f"train.output_dir={run_dir}", f"train.seed={seed}"]
     if args.max_iter is not None:
         opts.append(f"train.max_iter={args.max_iter}")
     return opts + list(args.opts or [])
 
 
-def train_all(args) -> List[Dict]:
-    """Train every config in a subprocess (sequentially); returns the collected rows."""
+def train_all(args, configs: Sequence[str]) -> List[Dict]:
+    """Train every (config, seed) in a subprocess; returns the collected rows, one per run."""
     from ..engine import ConfigError, load_config
 
-    configs = args.configs or list(DEFAULT_CONFIGS)
     paths = [config_file_path(c, "--configs") for c in configs]
     names = [run_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise ToolError(f"--configs: two configs have the same name: {names}")
     for path, name in zip(paths, names):  # check every config and override before training
         try:
-            load_config(path, train_overrides(args, os.path.join(args.output, name)))
+            load_config(path, train_overrides(args, run_dir_of(args.output, name, 0), 0))
         except ConfigError as e:
             raise ToolError(str(e)) from e
+    # Trained seed by seed (every config's first seed, then every config's second, ...), so that an
+    # interrupted comparison has every config; reported config by config.
+    runs = [(p, n, s, run_dir_of(args.output, n, s)) for s in args.seeds for p, n in zip(paths, names)]
     to_train = []
-    for path, name in zip(paths, names):
-        run_dir = os.path.join(args.output, name)
+    for path, name, seed, run_dir in runs:
         if args.skip_existing and os.path.isfile(os.path.join(run_dir, RESULTS_FILE)):
-            logger.info(f"{name}: {run_dir}/{RESULTS_FILE} exists, not training (--skip-existing)")
+            logger.info(f"{name} seed {seed}: {run_dir}/{RESULTS_FILE} exists, not training (--skip-existing)")
         else:
-            to_train.append((path, name, run_dir))
+            to_train.append((path, name, seed, run_dir))
     errors = _run_workers(args, to_train)
     rows = []
-    for path, name in zip(paths, names):
-        run_dir = os.path.join(args.output, name)
-        if name in errors:
-            rows.append({"name": name, "output_dir": run_dir, "error": errors[name]})
+    for path, name, seed, run_dir in sorted(runs, key=lambda r: names.index(r[1])):
+        if (name, seed) in errors:
+            rows.append({"name": name, "seed": seed, "output_dir": run_dir, "error": errors[(name, seed)]})
             continue
         try:
-            rows.extend(collect([run_dir], [name]))
+            rows.extend(collect([run_dir], [name], [seed]))
         except ToolError as e:
-            rows.append({"name": name, "output_dir": run_dir, "error": str(e)})
+            rows.append({"name": name, "seed": seed, "output_dir": run_dir, "error": str(e)})
     return rows
 
 
@@ -258,19 +388,21 @@ def worker_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
-def _run_workers(args, to_train) -> Dict[str, str]:
-    """Train ``(config path, name, run dir)`` runs, ``args.jobs`` at a time, each in its own
-    subprocess; returns {name: error} for the runs that failed. With one job a run's output goes
-    to this console; with several, to ``<run dir>.log`` (detectron2's ``log.txt`` is in the run
-    dir either way) and each run gets ``OMP_NUM_THREADS`` = cores / jobs unless it is set."""
+def _run_workers(args, to_train) -> Dict:
+    """Train ``(config path, name, seed, run dir)`` runs, ``args.jobs`` at a time, each in its own
+    subprocess; returns {(name, seed): error} for the runs that failed. With one job a run's output
+    goes to this console; with several, to ``<run dir>.log`` (detectron2's ``log.txt`` is in the
+    run dir either way) and each run gets ``OMP_NUM_THREADS`` = cores / jobs unless it is set.
+    Each finished run's wall time and exit code go to ``<run dir>/compare_run.json``."""
     jobs = max(1, int(args.jobs))
     env = dict(os.environ)
     if jobs > 1 and "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(worker_threads(jobs))
     pending, running, errors = list(to_train), [], {}
+    total, done = len(pending), 0
     while pending or running:
         while pending and len(running) < jobs:
-            path, name, run_dir = pending.pop(0)
+            path, name, seed, run_dir = pending.pop(0)
             cmd = [
                 sys.executable,
                 "-m",
@@ -280,27 +412,34 @@ def _run_workers(args, to_train) -> Dict[str, str]:
                 path,
                 "--num-gpus",
                 str(args.num_gpus),
-                *train_overrides(args, run_dir),
+                *train_overrides(args, run_dir, seed),
             ]
             log = None
             if jobs > 1:
-                os.makedirs(args.output, exist_ok=True)
+                os.makedirs(os.path.dirname(run_dir), exist_ok=True)
                 log = open(run_dir.rstrip(os.sep) + ".log", "w")
             where = f" (console output: {log.name})" if log else ""
-            logger.info(f"{name}: training -> {run_dir}{where}\n  $ {' '.join(cmd)}")
+            logger.info(f"{name} seed {seed}: training -> {run_dir}{where}\n  $ {' '.join(cmd)}")
             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
-            running.append((proc, name, time.time(), log))
+            running.append((proc, name, seed, run_dir, time.time(), log))
         time.sleep(0.5)
         for item in list(running):
-            proc, name, start, log = item
+            proc, name, seed, run_dir, start, log = item
             if proc.poll() is None:
                 continue
             running.remove(item)
             if log:
                 log.close()
-            logger.info(f"{name}: exit code {proc.returncode} after {time.time() - start:.0f} s")
+            wall, done = time.time() - start, done + 1
+            if os.path.isdir(run_dir):
+                with open(os.path.join(run_dir, RUN_FILE), "w") as f:
+                    json.dump({"wall_s": wall, "exit_code": proc.returncode, "seed": seed}, f)
+            logger.info(
+                f"{name} seed {seed}: exit code {proc.returncode} after {wall:.0f} s "
+                f"({done}/{total} runs done)"
+            )
             if proc.returncode != 0:
-                errors[name] = f"exit code {proc.returncode}"
+                errors[(name, seed)] = f"exit code {proc.returncode}"
     return errors
 
 
@@ -319,19 +458,29 @@ def train_one(argv: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     parser = tool_parser("compare", __doc__)
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--configs",
         nargs="+",
         default=None,
         metavar="CFG",
-        help="config files or paths under configs/ (default: DEFAULT_CONFIGS)",
+        help="config files or paths under configs/ (default: the --selection)",
     )
-    parser.add_argument(
+    which.add_argument(
+        "--selection",
+        default="converge",
+        choices=SELECTIONS,
+        help="named set of configs: 'converge' (configs/Synthetic-Converge, the converging CPU "
+        "benchmark; default), 'converge-ablations' (its ablations/ folder), 'converge-all' (both), "
+        "'synthetic' (the "
+        "320-640 px configs of configs/Synthetic-Detection)",
+    )
+    which.add_argument(
         "--collect-only",
         nargs="+",
         default=None,
         metavar="DIR",
-        help="do not train: tabulate these existing output folders",
+        help="do not train: tabulate these existing run folders (one run each)",
     )
     parser.add_argument(
         "--max-iter",
@@ -339,7 +488,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="train.max_iter for every config (default: each config's own)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="train.seed for every config")
+    parser.add_argument(
+        "--seeds",
+        "--seed",
+        dest="seeds",
+        nargs="+",
+        type=int,
+        default=[0],
+        metavar="S",
+        help="train.seed values: every config is trained once per seed (default: 0)",
+    )
     parser.add_argument("--num-gpus", type=int, default=1, help="processes per run (train_net.py)")
     parser.add_argument(
         "--jobs",
@@ -351,12 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         default="output/compare",
         metavar="DIR",
-        help="runs go to DIR/<config name>, results to DIR/results.*",
+        help="runs go to DIR/<config name>/seed<S>, results to DIR/results.*",
     )
     parser.add_argument(
         "--skip-existing",
         action="store_true",
-        help="do not retrain a run whose folder has final_results.json",
+        help="do not retrain a run whose folder has final_results.json (resumes a comparison)",
     )
     add_overrides_arg(parser, "overrides applied to every config (e.g. dataset names)")
     return parser
@@ -364,8 +522,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args) -> Dict[str, str]:
     if args.collect_only:
-        if args.configs:
-            raise ToolError("--collect-only and --configs exclude each other")
         rows = collect(args.collect_only)
         meta = {"mode": "collected", "run_dirs": list(args.collect_only)}
     else:
@@ -373,12 +529,16 @@ def run(args) -> Dict[str, str]:
             raise ToolError(f"--max-iter must be positive, got {args.max_iter}")
         if args.jobs <= 0:
             raise ToolError(f"--jobs must be positive, got {args.jobs}")
-        rows = train_all(args)
+        if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+            raise ToolError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
+        configs = args.configs or selection_configs(args.selection)
+        rows = train_all(args, configs)
         meta = {
             "mode": "trained",
-            "configs": args.configs or list(DEFAULT_CONFIGS),
+            "selection": None if args.configs else args.selection,
+            "configs": list(configs),
             "max_iter": args.max_iter,
-            "seed": args.seed,
+            "seeds": list(args.seeds),
             "overrides": list(args.opts or []),
             "jobs": args.jobs,
             "machine": machine_description(args.jobs),
