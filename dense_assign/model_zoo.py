@@ -4,6 +4,7 @@
 under ``configs/``, from the source tree (editable install) or from the copy packaged with the
 wheel, so project configs and user code do not depend on the current directory.
 """
+
 import os
 from typing import Sequence
 
@@ -15,7 +16,10 @@ from fvcore.common.param_scheduler import CosineParamScheduler, MultiStepParamSc
 def config_root() -> str:
     """The folder that holds the packaged configs."""
     here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.path.join(here, "model_zoo_configs"), os.path.join(os.path.dirname(here), "configs")):
+    for candidate in (
+        os.path.join(here, "model_zoo_configs"),
+        os.path.join(os.path.dirname(here), "configs"),
+    ):
         if os.path.isdir(os.path.join(candidate, "common")):
             return candidate
     raise FileNotFoundError(
@@ -26,7 +30,9 @@ def config_root() -> str:
 def get_config_file(config_path: str) -> str:
     path = os.path.join(config_root(), config_path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{config_path} is not a dense_assign config (looked in {config_root()})")
+        raise FileNotFoundError(
+            f"{config_path} is not a dense_assign config (looked in {config_root()})"
+        )
     return path
 
 
@@ -122,7 +128,9 @@ def step_schedule(
     )
 
 
-def step_schedule_fractions(*, max_iter: int, fractions: Sequence[float] = (2 / 3, 8 / 9), **kwargs):
+def step_schedule_fractions(
+    *, max_iter: int, fractions: Sequence[float] = (2 / 3, 8 / 9), **kwargs
+):
     """:func:`step_schedule` with steps given as fractions of ``max_iter`` (so that overriding
     ``train.max_iter`` on the command line moves the steps with it)."""
     return step_schedule(max_iter=max_iter, steps=[int(f * max_iter) for f in fractions], **kwargs)
@@ -144,4 +152,3 @@ def cosine_schedule(
         raise ValueError(f"warmup_iters must be >= 0, got {warmup_iters}")
     sched = CosineParamScheduler(start_value=1.0, end_value=float(final_value))
     return WarmupParamScheduler(sched, warmup_factor, min(warmup_iters / max_iter, 1.0), "linear")
-

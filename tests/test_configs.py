@@ -1,4 +1,5 @@
 """Every shipped config: loads, instantiates, trains one step and runs inference on 2 tiny images."""
+
 import glob
 import os
 

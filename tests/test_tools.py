@@ -4,6 +4,7 @@ The tools run in this process (``main(argv)``), except one ``python -m`` subproc
 command line itself, on the generated ``synthetic_tiny`` dataset, registered for this module under a
 temporary ``DETECTRON2_DATASETS`` (the tests of train_net.py give their subprocesses the same).
 """
+
 import json
 import os
 import subprocess
@@ -188,9 +189,26 @@ def test_benchmark_train_and_inference_rows(tmp_path):
 
     out = tmp_path / "bench_models.json"
     benchmark.main(
-        ["--parts", "train", "inference", "--train-configs", "COCO-Detection/fcos_R_50_FPN_1x.py",
-         "--train-size", "128", "128", "--inference-size", "128", "128", "--train-repeats", "1",
-         "--warmup", "0", "--no-memory", "--output", str(out)]
+        [
+            "--parts",
+            "train",
+            "inference",
+            "--train-configs",
+            "COCO-Detection/fcos_R_50_FPN_1x.py",
+            "--train-size",
+            "128",
+            "128",
+            "--inference-size",
+            "128",
+            "128",
+            "--train-repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--no-memory",
+            "--output",
+            str(out),
+        ]
     )
     data = json.loads(out.read_text())
     for part in ("train", "inference"):
@@ -239,13 +257,28 @@ def test_compare_trains_two_configs_at_a_time(synthetic_datasets, tmp_path):
     second = tmp_path / "tiny_fcos_copy.py"
     second.write_text(Path(TINY_FCOS).read_text())
     out = tmp_path / "cmp"
-    argv = ["--configs", TINY_FCOS, str(second), "--max-iter", "4", "--jobs", "2", "--seeds", "0",
-            "1", "--output", str(out)]
+    argv = [
+        "--configs",
+        TINY_FCOS,
+        str(second),
+        "--max-iter",
+        "4",
+        "--jobs",
+        "2",
+        "--seeds",
+        "0",
+        "1",
+        "--output",
+        str(out),
+    ]
     paths = compare.main(argv)
     report = json.loads(Path(paths["json"]).read_text())
     assert report["jobs"] == 2 and report["max_iter"] == 4 and report["seeds"] == [0, 1]
     assert [(r["name"], r["seed"]) for r in report["runs"]] == [
-        ("tiny_fcos", 0), ("tiny_fcos", 1), ("tiny_fcos_copy", 0), ("tiny_fcos_copy", 1)
+        ("tiny_fcos", 0),
+        ("tiny_fcos", 1),
+        ("tiny_fcos_copy", 0),
+        ("tiny_fcos_copy", 1),
     ]
     for row in report["runs"]:
         assert "error" not in row, row
@@ -288,8 +321,11 @@ def test_compare_aggregates_seeds_and_judges_claims(tmp_path):
     from dense_assign.tools import claims, compare
 
     rows = []
-    for name, aps in (("fcos_R_18_FPN", [40.0, 41.0, 42.0]), ("atss_fcos_R_18_FPN", [44.0, 45.0, 46.0]),
-                      ("autoassign_R_18_FPN", [30.0, 31.0, 32.0])):
+    for name, aps in (
+        ("fcos_R_18_FPN", [40.0, 41.0, 42.0]),
+        ("atss_fcos_R_18_FPN", [44.0, 45.0, 46.0]),
+        ("autoassign_R_18_FPN", [30.0, 31.0, 32.0]),
+    ):
         for seed, ap in enumerate(aps):
             rows.append({"name": name, "seed": seed, "AP": ap, "AP75": ap, "wall_s": 100.0})
     rows.append({"name": "fcos_R_18_FPN", "seed": 3, "error": "exit code 1"})
@@ -306,16 +342,20 @@ def test_compare_aggregates_seeds_and_judges_claims(tmp_path):
     assert len(results) == 3  # the claims whose two configs ran
     close = claims.evaluate_claim(
         claims.Claim("x", "close", "a", "b", kind="close", tolerance=1.0),
-        {"AP": 40.0, "AP_std": 5.0, "n": 3}, {"AP": 40.5, "AP_std": 5.0, "n": 3},
+        {"AP": 40.0, "AP_std": 5.0, "n": 3},
+        {"AP": 40.5, "AP_std": 5.0, "n": 3},
     )
     assert close["verdict"] == "reproduced"
     noisy = claims.evaluate_claim(
-        claims.Claim("x", "beats", "a", "b"), {"AP": 41.0, "AP_std": 2.0, "n": 3},
+        claims.Claim("x", "beats", "a", "b"),
+        {"AP": 41.0, "AP_std": 2.0, "n": 3},
         {"AP": 40.0, "AP_std": 2.0, "n": 3},
     )
     assert noisy["verdict"] == "within noise"
     table = claims.claims_table(list(results.values()))
-    assert "| ATSS | ATSS assignment beats FCOS's" in table and "+4.00 ± 0.82 | reproduced |" in table
+    assert (
+        "| ATSS | ATSS assignment beats FCOS's" in table and "+4.00 ± 0.82 | reproduced |" in table
+    )
 
 
 def test_compare_collect_only(tmp_path):
@@ -402,8 +442,8 @@ def _direct_fcos_counts():
         totals["gt_without_pos"] += len(gt) - len(torch.unique(result.matched_idxs[pos]))
         totals["per_level"] += torch.bincount(priors.levels[pos], minlength=5)
         area = gt.gt_boxes.area() * (d["width"] * d["height"]) / float(w * h)
-        by_size["small"] += int((area < 32 ** 2).sum())
-        by_size["large"] += int((area >= 96 ** 2).sum())
+        by_size["small"] += int((area < 32**2).sum())
+        by_size["large"] += int((area >= 96**2).sum())
     by_size["medium"] = totals["num_gt"] - by_size["small"] - by_size["large"]
     return totals, by_size
 

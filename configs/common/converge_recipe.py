@@ -20,7 +20,8 @@ dataloader.test.num_workers = 1
 optimizer.lr = 2e-3
 optimizer.foreach = True  # one fused update for all parameters: a few % of a CPU step
 
-train.max_iter = 1500
+train.max_iter = 1000
+train.eval_period = 500  # AP at half and at the end: the learning curve of every run
 train.checkpointer.period = 500
 train.log_period = 20
 

@@ -15,6 +15,7 @@ were run. Each claim compares config ``a`` with config ``b`` on one metric, with
 
 With one seed a side (no std), se is unknown and the verdict is *no error estimate*.
 """
+
 import math
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
@@ -37,22 +38,103 @@ class Claim:
 #: The claims the converging benchmark checks (configs of configs/Synthetic-Converge and its
 #: ablations/ folder). A claim whose configs were not both run is left out of the table.
 CLAIMS = (
-    Claim("ATSS", "ATSS assignment beats FCOS's (FCOS + ATSS vs FCOS)", "atss_fcos_R_18_FPN", "fcos_R_18_FPN"),
-    Claim("ATSS", "ATSS beats RetinaNet's max-IoU assignment (#A=1 + ATSS vs RetinaNet)", "atss_R_18_FPN", "retinanet_R_18_FPN"),
-    Claim("ATSS", "with ATSS, RetinaNet (#A=1) comes close to FCOS: the gap is assignment", "atss_R_18_FPN", "atss_fcos_R_18_FPN", kind="close"),
-    Claim("ATSS", "with ATSS, 9 anchors a location (#A=9) change little", "atss_A9_R_18_FPN", "atss_R_18_FPN", kind="close"),
-    Claim("Pseudo-IoU", "Pseudo-IoU (T = 0.4) beats the AF-baseline", "pseudo_iou_R_18_FPN", "af_baseline_R_18_FPN"),
-    Claim("IoU-aware", "IoU-aware RetinaNet beats RetinaNet on AP", "iou_aware_retinanet_R_18_FPN", "retinanet_R_18_FPN"),
-    Claim("IoU-aware", "... and by more on AP75 than on AP", "iou_aware_retinanet_R_18_FPN", "retinanet_R_18_FPN", metric="AP75", kind="gain_larger", other_metric="AP"),
-    Claim("IoU-aware", "gradient through the IoU target beats a detached target", "iou_aware_retinanet_R_18_FPN", "iou_aware_retinanet_detach_R_18_FPN"),
-    Claim("AutoAssign", "AutoAssign matches or beats FCOS", "autoassign_R_18_FPN", "fcos_R_18_FPN", kind="not_worse"),
-    Claim("AutoAssign", "AutoAssign matches or beats ATSS (FCOS + ATSS)", "autoassign_R_18_FPN", "atss_fcos_R_18_FPN", kind="not_worse"),
-    Claim("AutoAssign", "the learned center prior beats no prior (Table 2)", "autoassign_R_18_FPN", "autoassign_no_prior_R_18_FPN"),
-    Claim("AutoAssign", "the learned center prior beats a fixed one (Table 2)", "autoassign_R_18_FPN", "autoassign_fixed_prior_R_18_FPN"),
-    Claim("AutoAssign", "ImpObj helps (Table 4)", "autoassign_R_18_FPN", "autoassign_no_obj_R_18_FPN"),
-    Claim("AutoAssign", "confidence weighting helps (Table 3)", "autoassign_R_18_FPN", "autoassign_no_conf_R_18_FPN"),
-    Claim("SAPD", "soft-weighted points beat FSAF (Table 2)", "sapd_sw_R_18_FPN", "sapd_fsaf_R_18_FPN"),
-    Claim("SAPD", "soft-selected levels beat soft weights alone (Table 2)", "sapd_R_18_FPN", "sapd_sw_R_18_FPN"),
+    Claim(
+        "ATSS",
+        "ATSS assignment beats FCOS's (FCOS + ATSS vs FCOS)",
+        "atss_fcos_R_18_FPN",
+        "fcos_R_18_FPN",
+    ),
+    Claim(
+        "ATSS",
+        "ATSS beats RetinaNet's max-IoU assignment (#A=1 + ATSS vs RetinaNet)",
+        "atss_R_18_FPN",
+        "retinanet_R_18_FPN",
+    ),
+    Claim(
+        "ATSS",
+        "with ATSS, RetinaNet (#A=1) comes close to FCOS: the gap is assignment",
+        "atss_R_18_FPN",
+        "atss_fcos_R_18_FPN",
+        kind="close",
+    ),
+    Claim(
+        "ATSS",
+        "with ATSS, 9 anchors a location (#A=9) change little",
+        "atss_A9_R_18_FPN",
+        "atss_R_18_FPN",
+        kind="close",
+    ),
+    Claim(
+        "Pseudo-IoU",
+        "Pseudo-IoU (T = 0.4) beats the AF-baseline",
+        "pseudo_iou_R_18_FPN",
+        "af_baseline_R_18_FPN",
+    ),
+    Claim(
+        "IoU-aware",
+        "IoU-aware RetinaNet beats RetinaNet on AP",
+        "iou_aware_retinanet_R_18_FPN",
+        "retinanet_R_18_FPN",
+    ),
+    Claim(
+        "IoU-aware",
+        "... and by more on AP75 than on AP",
+        "iou_aware_retinanet_R_18_FPN",
+        "retinanet_R_18_FPN",
+        metric="AP75",
+        kind="gain_larger",
+        other_metric="AP",
+    ),
+    Claim(
+        "IoU-aware",
+        "gradient through the IoU target beats a detached target",
+        "iou_aware_retinanet_R_18_FPN",
+        "iou_aware_retinanet_detach_R_18_FPN",
+    ),
+    Claim(
+        "AutoAssign",
+        "AutoAssign matches or beats FCOS",
+        "autoassign_R_18_FPN",
+        "fcos_R_18_FPN",
+        kind="not_worse",
+    ),
+    Claim(
+        "AutoAssign",
+        "AutoAssign matches or beats ATSS (FCOS + ATSS)",
+        "autoassign_R_18_FPN",
+        "atss_fcos_R_18_FPN",
+        kind="not_worse",
+    ),
+    Claim(
+        "AutoAssign",
+        "the learned center prior beats no prior (Table 2)",
+        "autoassign_R_18_FPN",
+        "autoassign_no_prior_R_18_FPN",
+    ),
+    Claim(
+        "AutoAssign",
+        "the learned center prior beats a fixed one (Table 2)",
+        "autoassign_R_18_FPN",
+        "autoassign_fixed_prior_R_18_FPN",
+    ),
+    Claim(
+        "AutoAssign", "ImpObj helps (Table 4)", "autoassign_R_18_FPN", "autoassign_no_obj_R_18_FPN"
+    ),
+    Claim(
+        "AutoAssign",
+        "confidence weighting helps (Table 3)",
+        "autoassign_R_18_FPN",
+        "autoassign_no_conf_R_18_FPN",
+    ),
+    Claim(
+        "SAPD", "soft-weighted points beat FSAF (Table 2)", "sapd_sw_R_18_FPN", "sapd_fsaf_R_18_FPN"
+    ),
+    Claim(
+        "SAPD",
+        "soft-selected levels beat soft weights alone (Table 2)",
+        "sapd_R_18_FPN",
+        "sapd_sw_R_18_FPN",
+    ),
 )
 
 
@@ -102,9 +184,20 @@ def claims_table(results: Sequence[Dict]) -> str:
     head = ["paper", "claim", "a - b", "metric", "difference ± s.e.", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        metric = r["metric"] if r["kind"] != "gain_larger" else f"{r['metric']} gain - {r['other_metric']} gain"
+        metric = (
+            r["metric"]
+            if r["kind"] != "gain_larger"
+            else f"{r['metric']} gain - {r['other_metric']} gain"
+        )
         se = "" if r["stderr"] is None else f" ± {r['stderr']:.2f}"
         tol = f" (tolerance {r['tolerance']:.1f})" if r["kind"] == "close" else ""
-        cells = [r["paper"], r["text"], f"{r['a']} - {r['b']}", metric, f"{r['difference']:+.2f}{se}", r["verdict"] + tol]
+        cells = [
+            r["paper"],
+            r["text"],
+            f"{r['a']} - {r['b']}",
+            metric,
+            f"{r['difference']:+.2f}{se}",
+            r["verdict"] + tol,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

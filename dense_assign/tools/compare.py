@@ -26,6 +26,7 @@ per-iteration ``time``, times the iterations since the previous logged one) and 
 when the configs of a paper's claim are present, ``<output>/claims.md``
 (:mod:`dense_assign.tools.claims`).
 """
+
 import argparse
 import glob
 import json
@@ -80,7 +81,9 @@ def selection_configs(selection: str) -> List[str]:
     sub = CONVERGE_DIR if selection == "converge" else os.path.join(CONVERGE_DIR, "ablations")
     found = sorted(glob.glob(os.path.join(config_root(), sub, "*.py")))
     if not found:
-        raise ToolError(f"--selection {selection}: no configs in {os.path.join(config_root(), sub)}")
+        raise ToolError(
+            f"--selection {selection}: no configs in {os.path.join(config_root(), sub)}"
+        )
     return [os.path.relpath(p, config_root()) for p in found]
 
 
@@ -319,7 +322,9 @@ def write_report(rows: Sequence[Dict], output: str, meta: Dict) -> Dict[str, str
         with open(paths["claims"], "w") as f:
             f.write("# Papers' claims on these runs\n\n" + claims_table(claims) + "\n")
     with open(paths["json"], "w") as f:
-        json.dump({**meta, "configs_summary": groups, "claims": claims, "runs": list(rows)}, f, indent=2)
+        json.dump(
+            {**meta, "configs_summary": groups, "claims": claims, "runs": list(rows)}, f, indent=2
+        )
         f.write("\n")
     ok = [g for g in groups if g["n"]]
     if ok:
@@ -363,18 +368,24 @@ def train_all(args, configs: Sequence[str]) -> List[Dict]:
             raise ToolError(str(e)) from e
     # Trained seed by seed (every config's first seed, then every config's second, ...), so that an
     # interrupted comparison has every config; reported config by config.
-    runs = [(p, n, s, run_dir_of(args.output, n, s)) for s in args.seeds for p, n in zip(paths, names)]
+    runs = [
+        (p, n, s, run_dir_of(args.output, n, s)) for s in args.seeds for p, n in zip(paths, names)
+    ]
     to_train = []
     for path, name, seed, run_dir in runs:
         if args.skip_existing and os.path.isfile(os.path.join(run_dir, RESULTS_FILE)):
-            logger.info(f"{name} seed {seed}: {run_dir}/{RESULTS_FILE} exists, not training (--skip-existing)")
+            logger.info(
+                f"{name} seed {seed}: {run_dir}/{RESULTS_FILE} exists, not training (--skip-existing)"
+            )
         else:
             to_train.append((path, name, seed, run_dir))
     errors = _run_workers(args, to_train)
     rows = []
     for path, name, seed, run_dir in sorted(runs, key=lambda r: names.index(r[1])):
         if (name, seed) in errors:
-            rows.append({"name": name, "seed": seed, "output_dir": run_dir, "error": errors[(name, seed)]})
+            rows.append(
+                {"name": name, "seed": seed, "output_dir": run_dir, "error": errors[(name, seed)]}
+            )
             continue
         try:
             rows.extend(collect([run_dir], [name], [seed]))
@@ -420,7 +431,9 @@ def _run_workers(args, to_train) -> Dict:
                 log = open(run_dir.rstrip(os.sep) + ".log", "w")
             where = f" (console output: {log.name})" if log else ""
             logger.info(f"{name} seed {seed}: training -> {run_dir}{where}\n  $ {' '.join(cmd)}")
-            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None
+            )
             running.append((proc, name, seed, run_dir, time.time(), log))
         time.sleep(0.5)
         for item in list(running):
