@@ -394,14 +394,38 @@ def test_compare_collect_only(tmp_path):
     assert runs["fcos"]["iterations"] == 40
     assert runs["fcos"]["s_per_iter"] == pytest.approx(0.6)
     assert runs["atss"]["train_time_s"] == pytest.approx(7.5)
+    assert runs["fcos"]["ap_curve"] == [[40, 12.5]]  # the evaluation line, at iteration 39 + 1
 
     md = (out / "results.md").read_text()
     assert "| fcos | - | 12.5 | 32.5 | 7.5 | - | 6.2 | 25.0 | 40 | 24.0 | 0.600 | - |" in md
     assert "| atss | - | 14.0 | 34.0 | 9.0 | - | 7.0 | 28.0 | 30 | 7.5 | 0.250 | - |" in md
-    assert "| fcos | 1 | 12.5 | 32.5 | 7.5 | - | 6.2 | 25.0 | - | 0.600 |" in md  # summary
+    assert "| fcos | 1 | 12.5 | 32.5 | 7.5 | - | 6.2 | 25.0 | 12.5 @40 | - | 0.600 |" in md
     assert "| fcos | 1 | 12.5 |" in proc.stdout
     with Image.open(out / "results.png") as im:
         assert im.format == "PNG" and im.size[0] >= 600 and im.size[1] == 450
+
+
+def test_compare_collect_only_groups_seed_folders(tmp_path):
+    """compare's own layout <config>/seed<S>: collected as seeds of one config, mean ± std."""
+    from dense_assign.tools import compare
+
+    for seed, ap in ((0, 10.0), (1, 12.0)):
+        _fake_run(tmp_path / "runs" / "fcos_R_18_FPN" / f"seed{seed}", ap, [0.5], [19])
+    _fake_run(tmp_path / "runs" / "plain", 3.0, [0.5], [19])
+    dirs = sorted(str(p) for p in (tmp_path / "runs").glob("fcos_R_18_FPN/seed*"))
+    paths = compare.main(
+        ["--collect-only", *dirs, str(tmp_path / "runs" / "plain"), "--output", str(tmp_path / "o")]
+    )
+    report = json.loads(Path(paths["json"]).read_text())
+    assert [(r["name"], r["seed"]) for r in report["runs"]] == [
+        ("fcos_R_18_FPN", 0),
+        ("fcos_R_18_FPN", 1),
+        ("plain", None),
+    ]
+    fcos = report["configs_summary"][0]
+    assert fcos["n"] == 2 and fcos["AP"] == pytest.approx(11.0)
+    assert fcos["AP_std"] == pytest.approx(2**0.5)
+    assert "| fcos_R_18_FPN | 2 | 11.0 ± 1.4 |" in Path(paths["md"]).read_text()
 
 
 def test_compare_collect_only_names_missing_file(tmp_path, capsys):

@@ -5,6 +5,7 @@ The end-to-end tests run ``train_net.py`` as a subprocess (as a user would) with
 module under a temporary ``DETECTRON2_DATASETS``). One training run is shared by the tests of
 training, ``--resume`` and ``--eval-only``; those that change an output directory use a copy.
 """
+
 import functools
 import importlib.abc
 import importlib.machinery
@@ -128,7 +129,8 @@ def test_train_writes_checkpoints_metrics_and_final_results(trained, datasets_ro
         assert 0.0 <= value <= 100.0
     assert "AP-rectangle" in final["bbox"]
 
-    # Visualized predictions: 2 PNGs of the test images' original size.
+    # Visualized predictions: 2 PNGs, ground truth | predictions, each panel the test image
+    # scaled to a shorter side of at least VIS_MIN_SIDE, under an 18 px title strip.
     pngs = sorted((out / "predictions").glob("*.png"))
     assert len(pngs) == 2
     for png in pngs:
@@ -137,7 +139,10 @@ def test_train_writes_checkpoints_metrics_and_final_results(trained, datasets_ro
         assert originals, f"no source image for {png.name}"
         with Image.open(png) as drawn, Image.open(originals[0]) as original:
             assert drawn.format == "PNG"
-            assert drawn.size == original.size
+            scale = max(1.0, engine.VIS_MIN_SIDE / min(original.size))
+            width, height = (round(v * scale) for v in original.size)
+            assert abs(drawn.size[0] - (2 * width + 8)) <= 2, (drawn.size, original.size)
+            assert abs(drawn.size[1] - (height + 18)) <= 1, (drawn.size, original.size)
 
 
 def test_resume_continues_from_last_checkpoint(trained, tmp_path, datasets_root):
@@ -156,7 +161,7 @@ def test_resume_continues_from_last_checkpoint(trained, tmp_path, datasets_root)
 
     metrics = read_metrics(out)
     assert metrics[: len(before)] == before  # appended to, not rewritten
-    assert training_iterations(metrics[len(before):]) == [MAX_ITER, MAX_ITER + 1, MAX_ITER + 2]
+    assert training_iterations(metrics[len(before) :]) == [MAX_ITER, MAX_ITER + 1, MAX_ITER + 2]
     assert (out / "model_0000008.pth").is_file()
     assert (out / "last_checkpoint").read_text().strip() == "model_final.pth"
     assert checkpoint_iteration(out / "model_final.pth") == MAX_ITER + 2
@@ -212,8 +217,10 @@ def test_two_cpu_processes(tmp_path, datasets_root):
     out = tmp_path / "ddp"
     proc = run_train_net(
         [
-            "--num-gpus", "2",
-            "--dist-url", "auto",
+            "--num-gpus",
+            "2",
+            "--dist-url",
+            "auto",
             "train.device=cpu",
             f"train.output_dir={out}",
             "train.max_iter=4",
@@ -240,7 +247,10 @@ def test_cli_errors_name_the_file_and_the_key(tmp_path, datasets_root):
     missing = tmp_path / "no_such_config.py"
     proc = subprocess.run(
         [sys.executable, str(TRAIN_NET), "--config-file", str(missing)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=dict(os.environ, OMP_NUM_THREADS="1", DETECTRON2_DATASETS=str(datasets_root)),
     )
     assert proc.returncode == 2
@@ -251,8 +261,14 @@ def test_cli_errors_name_the_file_and_the_key(tmp_path, datasets_root):
 # ------------------------------------------------------------------------------- in process
 def test_help_explains_processes_and_new_keys():
     text = engine.build_argument_parser(prog="train_net.py").format_help()
-    for expected in ("--num-gpus", "--eval-only", "--resume", "number of CPU processes",
-                     "train.vis_predictions", "final_results.json"):
+    for expected in (
+        "--num-gpus",
+        "--eval-only",
+        "--resume",
+        "number of CPU processes",
+        "train.vis_predictions",
+        "final_results.json",
+    ):
         assert expected in text, expected
 
 
@@ -346,7 +362,9 @@ def test_prepare_datasets_generates_only_synthetic_names(monkeypatch):
         ],
     )
     assert engine.dataset_names_from_cfg(cfg) == [
-        "synthetic_tiny_train", "my_coco_train", "synthetic_tiny_val"
+        "synthetic_tiny_train",
+        "my_coco_train",
+        "synthetic_tiny_val",
     ]
     prepared = []
     monkeypatch.setattr(dense_assign.data, "prepare_synthetic", prepared.append)
@@ -415,10 +433,29 @@ def test_visualize_predictions_draws_scores_above_threshold(tmp_path):
     assert [Path(p).name for p in written] == ["000_a.png"]
     assert Path(written[0]).parent == tmp_path / "out" / engine.PREDICTIONS_DIR
     drawn = np.asarray(Image.open(written[0]).convert("RGB"))
-    assert drawn.shape == (40, 60, 3)
-    assert (drawn[5:31, 5:31] != 255).any()  # the box with score 0.9
-    assert (drawn[:27, 38:] == 255).all()  # nothing where the 0.2 box is (the label is lower)
+    # one panel (the fake loader has no ground truth), scaled by 384 / 40 = 9.6, under the title
+    assert drawn.shape == (18 + 384, 576, 3)
+    panel = drawn[18:]
+    assert (panel[48:298, 48:298] != 255).any()  # the box with score 0.9
+    assert (panel[:260, 365:] == 255).all()  # nothing where the 0.2 box is (the label is lower)
     assert engine.visualize_predictions(cfg, model, 0) == []
+
+
+def test_prediction_images_show_ground_truth_beside_predictions():
+    """Two panels, ground truth (its box drawn) | predictions, scaled to VIS_MIN_SIDE."""
+    from detectron2.data import MetadataCatalog
+    from detectron2.structures import BoxMode, Instances
+
+    image = np.full((128, 128, 3), 255, dtype=np.uint8)
+    record = {
+        "annotations": [{"bbox": [10, 10, 60, 60], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}]
+    }
+    empty = Instances((128, 128))
+    drawn = engine.draw_gt_and_predictions(image, record, empty, MetadataCatalog.get("__vis"))
+    assert drawn.shape == (18 + 384, 2 * 384 + 8, 3)
+    gt, pred = drawn[18:, :384], drawn[18:, 392:]
+    assert (gt[30:181, 30:181] != 255).any()  # the GT box, at 3x
+    assert (pred == 255).all()  # no prediction drawn
 
 
 class _BrokenModelingFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -445,3 +482,24 @@ def test_import_project_modules_only_ignores_a_missing_modeling_package(monkeypa
     monkeypatch.setattr(sys, "meta_path", [_BrokenModelingFinder()] + sys.meta_path)
     with pytest.raises(ModuleNotFoundError, match="some_dependency_that_is_not_installed"):
         engine.import_project_modules()
+
+
+def test_importing_the_project_prints_no_dependency_warnings():
+    """The known, harmless warnings of torch.jit.script (fvcore, detectron2), pkg_resources and
+    detectron2 v0.6's meshgrid are filtered in dense_assign/__init__.py; anything else still
+    shows (-W default prints every warning once)."""
+    code = (
+        "import dense_assign.engine, dense_assign.modeling, torch\n"
+        "from detectron2.modeling.anchor_generator import DefaultAnchorGenerator\n"
+        "DefaultAnchorGenerator(sizes=[[32]], aspect_ratios=[[1.0]], strides=[8])"
+        "([torch.zeros(1, 1, 2, 2)])\n"
+        "import warnings; warnings.warn('a warning of our own')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "a warning of our own" in proc.stderr
+    assert "Warning" not in proc.stderr.replace(
+        "UserWarning: a warning of our own", ""
+    ), proc.stderr

@@ -74,7 +74,12 @@ from .trainer import (
     do_train,
     maybe_visualize,
 )
-from .visualization import PREDICTIONS_DIR, visualize_predictions
+from .visualization import (
+    PREDICTIONS_DIR,
+    VIS_MIN_SIDE,
+    draw_gt_and_predictions,
+    visualize_predictions,
+)
 
 __all__ = [
     "AtomicCheckpointer",
@@ -126,4 +131,6 @@ __all__ = [
     "maybe_visualize",
     "PREDICTIONS_DIR",
     "visualize_predictions",
+    "draw_gt_and_predictions",
+    "VIS_MIN_SIDE",
 ]

@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -107,9 +108,11 @@ def read_final_results(run_dir: str, task: str = "bbox") -> Dict[str, Optional[f
 def read_train_time(run_dir: str) -> Dict[str, Optional[float]]:
     """Training time from ``<run_dir>/metrics.json`` (detectron2's JSONWriter lines): each
     training line's ``time`` (seconds per iteration, median over its window) counts for the
-    iterations since the previous training line. Missing file: None values (with a warning)."""
+    iterations since the previous training line. Also the learning curve: ``ap_curve``, the
+    ``bbox/AP`` of every evaluation as [iteration + 1, AP]. Missing file: None values (with a
+    warning)."""
     path = os.path.join(run_dir, METRICS_FILE)
-    out = {"iterations": None, "train_time_s": None, "s_per_iter": None}
+    out = {"iterations": None, "train_time_s": None, "s_per_iter": None, "ap_curve": []}
     if not os.path.isfile(path):
         logger.warning(f"{path} not found: no training time for this run")
         return out
@@ -124,6 +127,8 @@ def read_train_time(run_dir: str) -> Dict[str, Optional[float]]:
                 raise ToolError(f"{path}, line {number}: not JSON ({e})") from e
             if "time" in entry and "iteration" in entry:
                 points[int(entry["iteration"])] = float(entry["time"])
+            if "bbox/AP" in entry and "iteration" in entry:
+                out["ap_curve"].append([int(entry["iteration"]) + 1, float(entry["bbox/AP"])])
     if not points:
         return out
     total, previous = 0.0, -1
@@ -131,6 +136,9 @@ def read_train_time(run_dir: str) -> Dict[str, Optional[float]]:
         total += points[iteration] * (iteration - previous)
         previous = iteration
     out["iterations"] = previous + 1
+    # detectron2 logs a periodic evaluation at the iteration it follows, the final one at
+    # max_iter: both come after previous + 1 iterations at most.
+    out["ap_curve"] = [[min(i, previous + 1), ap] for i, ap in out["ap_curve"]]
     out["train_time_s"] = total
     out["s_per_iter"] = total / (previous + 1)
     return out
@@ -153,16 +161,23 @@ def collect(
     names: Optional[Sequence[str]] = None,
     seeds: Optional[Sequence[Optional[int]]] = None,
 ) -> List[Dict]:
-    """One entry per run folder: name, seed, folder, the metrics and the training and wall time."""
+    """One entry per run folder: name, seed, folder, the metrics and the training and wall time.
+    Without ``names``, a folder named ``seed<S>`` (compare's layout) is run ``S`` of the config
+    named by its parent folder; any other folder is a run named by itself, with no seed."""
     rows = []
     for i, run_dir in enumerate(run_dirs):
         if not os.path.isdir(run_dir):
             raise ToolError(f"--collect-only {run_dir}: not a folder")
-        name = names[i] if names else os.path.basename(os.path.normpath(run_dir))
+        name, seed = names[i] if names else None, seeds[i] if seeds else None
+        if name is None:
+            folder = os.path.normpath(run_dir)
+            name = os.path.basename(folder)
+            if re.fullmatch(r"seed\d+", name):
+                name, seed = os.path.basename(os.path.dirname(folder)), int(name[4:])
         rows.append(
             {
                 "name": name,
-                "seed": seeds[i] if seeds else None,
+                "seed": seed,
                 "output_dir": run_dir,
                 **read_final_results(run_dir),
                 **read_train_time(run_dir),
@@ -199,6 +214,9 @@ def aggregate(rows: Sequence[Dict]) -> List[Dict]:
         for key in METRICS + ("wall_s", "train_time_s", "s_per_iter", "iterations"):
             mean, std, _ = mean_std([r.get(key) for r in ok])
             entry[key], entry[f"{key}_std"] = mean, std
+        curves = [dict((int(i), ap) for i, ap in r.get("ap_curve") or []) for r in ok]
+        common = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+        entry["ap_curve"] = [[i, mean_std([c[i] for c in curves])[0]] for i in common]
         out.append(entry)
     return out
 
@@ -235,12 +253,13 @@ def markdown_table(rows: Sequence[Dict]) -> str:
 
 def summary_table(groups: Sequence[Dict]) -> str:
     """One line per config: mean ± std over its seeds."""
-    head = ["config", "seeds"] + list(METRICS) + ["wall per run (s)", "s/iter"]
+    head = ["config", "seeds"] + list(METRICS) + ["AP curve (mean)", "wall per run (s)", "s/iter"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
         seeds = f"{g['n']}" + (f" ({len(g['failed'])} failed)" if g["failed"] else "")
         cells = [g["name"], seeds] + [_pm(g[m], g[f"{m}_std"]) for m in METRICS]
-        cells += [_fmt(g.get("wall_s"), "{:.0f}"), _fmt(g.get("s_per_iter"), "{:.3f}")]
+        curve = ", ".join(f"{ap:.1f} @{i}" for i, ap in g.get("ap_curve") or []) or "-"
+        cells += [curve, _fmt(g.get("wall_s"), "{:.0f}"), _fmt(g.get("s_per_iter"), "{:.3f}")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
