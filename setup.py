@@ -4,6 +4,7 @@
 detectron2 itself is NOT a requirement here: it has no usable registry package, so the installer
 (.ci/install.sh, run by `make demo` / `make test`) installs it first; see README.md.
 """
+
 import os
 import re
 

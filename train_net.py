@@ -7,6 +7,7 @@
 See ``python train_net.py --help``. The work is done by :mod:`dense_assign.engine`
 (``launch_from_args`` -> ``run`` in each process); this file is only the command line.
 """
+
 import sys
 
 from dense_assign.data import DatasetError

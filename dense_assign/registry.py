@@ -4,6 +4,7 @@ LazyConfig configs build components directly (``L(FCOSAssigner)(...)``); the reg
 component a stable name as well, so a config or the command line can pick one by name
 (``model.assigner=ATSSAssigner``), and so tests can iterate over every registered assigner.
 """
+
 from detectron2.utils.registry import Registry
 
 ASSIGNER_REGISTRY = Registry("DENSE_ASSIGNER")

@@ -6,6 +6,7 @@ Glossary (shapes are per image unless stated):
   A  priors per location           L  pyramid levels
 Boxes are absolute XYXY floats. Labels follow detectron2: -1 ignore, 0..K-1 foreground, K background.
 """
+
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 

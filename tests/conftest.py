@@ -11,7 +11,9 @@ warnings.filterwarnings("ignore", message=".*meshgrid.*")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "long: long runs, excluded from `make test` (`make test-long`)")
+    config.addinivalue_line(
+        "markers", "long: long runs, excluded from `make test` (`make test-long`)"
+    )
     config.addinivalue_line("filterwarnings", "ignore::FutureWarning")
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
     config.addinivalue_line("filterwarnings", "ignore:.*pkg_resources.*")

@@ -1,4 +1,5 @@
 """Shared helpers for the tests: tiny models, hand-made inputs, train_net.py subprocesses."""
+
 import json
 import logging
 import os
@@ -74,8 +75,10 @@ def make_priors(image_size=(32, 32), strides=(8, 16), offset=0.5, scale=1.0, anc
 
 # ------------------------------------------------------------------------------ train_net.py
 def run_train_net(args, datasets_root, config=TINY_CONFIG, timeout=300, env=None):
-    env = dict(os.environ, **{"OMP_NUM_THREADS": "1", "DETECTRON2_DATASETS": str(datasets_root),
-                              **(env or {})})
+    env = dict(
+        os.environ,
+        **{"OMP_NUM_THREADS": "1", "DETECTRON2_DATASETS": str(datasets_root), **(env or {})},
+    )
     cmd = [sys.executable, str(TRAIN_NET), "--config-file", str(config), *map(str, args)]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -1,6 +1,7 @@
 """Helpers of the reliability tests (tests/test_reliability*.py): method configs, crowded images,
 peak memory, hand-made COCO datasets, losses read from a run's metrics.json (the train_net.py
 subprocess helpers are in tests/helpers.py)."""
+
 import json
 import math
 from pathlib import Path
@@ -122,8 +123,14 @@ def write_coco_dataset(folder: Path, images, categories=("a", "b", "c")):
             w, h = bbox[2], bbox[3]
             area = w * h if all(map(math.isfinite, (w, h))) else 0.0
             coco["annotations"].append(
-                {"id": ann_id, "image_id": image_id, "bbox": list(bbox), "category_id": cat,
-                 "iscrowd": 0, "area": max(area, 0.0)}
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "bbox": list(bbox),
+                    "category_id": cat,
+                    "iscrowd": 0,
+                    "area": max(area, 0.0),
+                }
             )
             ann_id += 1
     path = folder / "annotations.json"

@@ -1,4 +1,5 @@
 """The contract every registered assigner keeps (DESIGN.md, "The assigner interface")."""
+
 import pytest
 import torch
 
@@ -79,9 +80,15 @@ def test_empty_gt_is_all_background(name):
 def test_empty_priors(name):
     priors = make_priors(image_size=(64, 64), strides=(8,))
     empty = type(priors)(
-        boxes=priors.boxes[:0], centers=priors.centers[:0], strides=priors.strides[:0],
-        levels=priors.levels[:0], level_sizes=[0], grid_sizes=[(0, 0)], level_strides=[8],
-        num_anchors=1, offset=0.5,
+        boxes=priors.boxes[:0],
+        centers=priors.centers[:0],
+        strides=priors.strides[:0],
+        levels=priors.levels[:0],
+        level_sizes=[0],
+        grid_sizes=[(0, 0)],
+        level_strides=[8],
+        num_anchors=1,
+        offset=0.5,
     )
     gt = _random_gt(3, size=(64, 64))
     r = _run(name, empty, gt)

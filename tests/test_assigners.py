@@ -1,4 +1,5 @@
 """Hand-computed cases for the foundation assigners (FCOS, inside-box, max-IoU)."""
+
 import pytest
 import torch
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
@@ -17,13 +18,17 @@ K = 2
 
 
 def _positives(result):
-    return {int(i): int(result.matched_idxs[i]) for i in torch.nonzero(result.labels != K).flatten()}
+    return {
+        int(i): int(result.matched_idxs[i]) for i in torch.nonzero(result.labels != K).flatten()
+    }
 
 
 def test_fcos_hand_case():
     priors = make_priors()
     gt = make_instances([A, B], [0, 1], (32, 32))
-    assigner = FCOSAssigner(num_classes=K, center_sampling_radius=1.5, scale_ranges=[(0, 16), (16, 1e8)])
+    assigner = FCOSAssigner(
+        num_classes=K, center_sampling_radius=1.5, scale_ranges=[(0, 16), (16, 1e8)]
+    )
     r = assigner(priors, gt)
     # A: the four level-0 points with max(ltrb) <= 16 inside it; (20, y) lies on A's edge (r = 0).
     # B: level-0 point (20, 20) (max(ltrb) = 14); (12, 12) has max 18 > 16 there. Level 1: all four
@@ -62,7 +67,9 @@ def test_inclusive_vs_strict_ranges_on_the_bound():
     priors = make_priors(image_size=(32, 32), strides=(8,))
     # point (4, 4): l = t = 4, r = b = 16 -> max(ltrb) = 16 exactly on the bound
     gt = make_instances([[0.0, 0.0, 20.0, 20.0]], [0], (32, 32))
-    incl = FCOSAssigner(num_classes=K, center_sampling_radius=None, scale_ranges=[(0, 16)])(priors, gt)
+    incl = FCOSAssigner(num_classes=K, center_sampling_radius=None, scale_ranges=[(0, 16)])(
+        priors, gt
+    )
     strict = FCOSAssigner(
         num_classes=K, center_sampling_radius=None, scale_ranges=[(0, 16)], inclusive_ranges=False
     )(priors, gt)
@@ -142,7 +149,9 @@ def test_max_iou_ignore_band():
     # GT [-8, -8, 8, 0.5] vs anchor 0: IoU = 136 / 256 = 0.53 -> fg; with fg_from 0.6 it is in
     # [0.4, 0.6): ignored, unless low-quality matching rescues it (it is that GT's best).
     gt = make_instances([[8.0, 8.0, 24.0, 20.0], [-8.0, -8.0, 8.0, 0.5]], [0, 1], (32, 32))
-    r = MaxIoUAssigner(num_classes=K, thresholds=[0.4, 0.6], allow_low_quality_matches=False)(priors, gt)
+    r = MaxIoUAssigner(num_classes=K, thresholds=[0.4, 0.6], allow_low_quality_matches=False)(
+        priors, gt
+    )
     assert r.labels.tolist() == [-1, K, K, 0]
     assert r.matched_idxs[0].item() == 1  # ignored anchors keep their best GT
     with pytest.raises(ValueError, match="thresholds"):

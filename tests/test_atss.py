@@ -1,4 +1,5 @@
 """ATSS: a hand-computed case, edge cases, and agreement with a per-GT loop reference."""
+
 import math
 
 import pytest

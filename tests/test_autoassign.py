@@ -1,5 +1,6 @@
 """AutoAssign: the losses against a loop-by-loop evaluation of Eq. 1-12, gradients, empty and tiny
 GTs, and chunked against unchunked computation."""
+
 import math
 
 import pytest

@@ -1,6 +1,7 @@
 """Candidate windows (dense_assign/assigners/candidates.py): every assigner gives the same
 AssignResult through its per-GT windows as through its dense (GT x prior) reference
 (``dense=True``), on random and edge-case boxes, crowded images included; plus the primitives."""
+
 import copy
 import math
 
@@ -214,7 +215,9 @@ def test_crowded_800x1333_anchor_models(name):
     # 201,600 anchors: the dense reference costs M x R, so fewer boxes at full size and 1000 at
     # a smaller size here (1000 at full size: the long test below)
     _assign_both(name, _priors(name, (800, 1333)), _random_gt(100, (800, 1333), seed=6))
-    _assign_both(name, _priors(name, (256, 320)), _random_gt(1000, (256, 320), seed=7, sides=(4.0, 120.0)))
+    _assign_both(
+        name, _priors(name, (256, 320)), _random_gt(1000, (256, 320), seed=7, sides=(4.0, 120.0))
+    )
 
 
 @pytest.mark.long
@@ -227,18 +230,40 @@ def test_max_iou_variants():
     # thresholds with bg_below = 0 (nothing pruned), no low-quality matches, and tight bands
     priors = _priors("retinanet", (128, 160))
     gt = _random_gt(30, (128, 160), seed=8, sides=(4.0, 200.0))
-    for thresholds, lq in (((0.0, 0.5), True), ((0.4, 0.5), False), ((0.5, 0.5), True), ((0.0, 0.0), True)):
-        _assign_both("retinanet", priors, gt, thresholds=list(thresholds), allow_low_quality_matches=lq)
-        _assign_both("retinanet", priors, _edge_gt((128, 160)), thresholds=list(thresholds), allow_low_quality_matches=lq)
+    for thresholds, lq in (
+        ((0.0, 0.5), True),
+        ((0.4, 0.5), False),
+        ((0.5, 0.5), True),
+        ((0.0, 0.0), True),
+    ):
+        _assign_both(
+            "retinanet", priors, gt, thresholds=list(thresholds), allow_low_quality_matches=lq
+        )
+        _assign_both(
+            "retinanet",
+            priors,
+            _edge_gt((128, 160)),
+            thresholds=list(thresholds),
+            allow_low_quality_matches=lq,
+        )
 
 
 def test_fcos_variants():
     priors = _priors("fcos", (256, 320))
     gt = _random_gt(50, (256, 320), seed=9, sides=(4.0, 300.0))
-    for radius, ranges in ((None, None), (2.5, None), (0.5, [(0, 32), (32, 1e8)]), (1.5, [(-1, 1e8)] * 5)):
+    for radius, ranges in (
+        (None, None),
+        (2.5, None),
+        (0.5, [(0, 32), (32, 1e8)]),
+        (1.5, [(-1, 1e8)] * 5),
+    ):
         for inclusive in (True, False):
             _assign_both(
-                "fcos", priors, gt, center_sampling_radius=radius, scale_ranges=ranges,
+                "fcos",
+                priors,
+                gt,
+                center_sampling_radius=radius,
+                scale_ranges=ranges,
                 inclusive_ranges=inclusive,
             )
 
@@ -262,8 +287,14 @@ def test_autoassign_fallback_and_shared_points():
     # levels) next to overlapping same-class GTs (shared points)
     priors = _priors("autoassign", (128, 160))
     # points at k * stride: the first two are centred between points (equal distances)
-    boxes = [[11.0, 11.0, 13.0, 13.0], [27.0, 27.0, 29.0, 29.0], [9.2, 9.0, 15.0, 14.2],
-             [10.0, 10.0, 90.0, 70.0], [20.0, 15.0, 100.0, 80.0], [-30.0, -30.0, -28.0, -29.0]]
+    boxes = [
+        [11.0, 11.0, 13.0, 13.0],
+        [27.0, 27.0, 29.0, 29.0],
+        [9.2, 9.0, 15.0, 14.2],
+        [10.0, 10.0, 90.0, 70.0],
+        [20.0, 15.0, 100.0, 80.0],
+        [-30.0, -30.0, -28.0, -29.0],
+    ]
     gt = make_instances(boxes, [1, 1, 0, 2, 2, 2], (128, 160))
     r = _assign_both("autoassign", priors, gt)
     assert r.stats["gt_fallback"] == 4.0
@@ -274,9 +305,15 @@ def test_not_a_grid_falls_back_to_dense():
     priors = make_priors(image_size=(64, 64), strides=(8, 16))
     assert PriorGrid.of(priors) is not None
     jittered = Priors(
-        boxes=priors.boxes + 3.0, centers=priors.centers + 3.0, strides=priors.strides,
-        levels=priors.levels, level_sizes=priors.level_sizes, grid_sizes=priors.grid_sizes,
-        level_strides=priors.level_strides, num_anchors=1, offset=0.5,
+        boxes=priors.boxes + 3.0,
+        centers=priors.centers + 3.0,
+        strides=priors.strides,
+        levels=priors.levels,
+        level_sizes=priors.level_sizes,
+        grid_sizes=priors.grid_sizes,
+        level_strides=priors.level_strides,
+        num_anchors=1,
+        offset=0.5,
     )
     assert PriorGrid.of(jittered) is None  # 3 px off a stride-8 grid: not laid out on one
     wrong_sizes = copy.copy(priors)
@@ -390,7 +427,8 @@ def test_windows_expand_to_exactly_their_cells(anchors):
     for per_anchor in (False, True):
         if per_anchor:
             wins = grid.windows(
-                lo[:, :, None].expand(-1, -1, anchors, -1), hi[:, :, None].expand(-1, -1, anchors, -1)
+                lo[:, :, None].expand(-1, -1, anchors, -1),
+                hi[:, :, None].expand(-1, -1, anchors, -1),
             )
         else:
             wins = grid.windows(lo, hi)
@@ -405,4 +443,6 @@ def test_windows_expand_to_exactly_their_cells(anchors):
             inside = ((c >= lo[m, lvl] - slack) & (c <= hi[m, lvl] + slack)).all(dim=1)
             must = ((c >= lo[m, lvl] + slack) & (c <= hi[m, lvl] - slack)).all(dim=1)
             mine = {p for q, p in got if q == m}
-            assert set(must.nonzero()[:, 0].tolist()) <= mine <= set(inside.nonzero()[:, 0].tolist())
+            assert (
+                set(must.nonzero()[:, 0].tolist()) <= mine <= set(inside.nonzero()[:, 0].tolist())
+            )

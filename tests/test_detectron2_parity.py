@@ -5,6 +5,7 @@ configs/common/models/{fcos_detectron2,retinanet}.py; both get the same tiny bac
 are copied across, and two training forwards (the second uses the updated EMA normalizer) must give
 the same losses to 1e-5.
 """
+
 import pytest
 import torch
 from detectron2 import model_zoo
@@ -16,7 +17,11 @@ import dense_assign.modeling  # noqa: F401
 from .helpers import load_model_cfg, random_batch, shrink_model
 
 # our loss name -> detectron2's
-FCOS_NAMES = {"loss_cls": "loss_fcos_cls", "loss_box_reg": "loss_fcos_loc", "loss_centerness": "loss_fcos_ctr"}
+FCOS_NAMES = {
+    "loss_cls": "loss_fcos_cls",
+    "loss_box_reg": "loss_fcos_loc",
+    "loss_centerness": "loss_fcos_ctr",
+}
 RETINA_NAMES = {"loss_cls": "loss_cls", "loss_box_reg": "loss_box_reg"}
 
 
@@ -28,7 +33,9 @@ def _build_pair(d2_config: str, our_config: str):
     torch.manual_seed(0)
     theirs = instantiate(theirs_cfg)
     ours = instantiate(ours_cfg)
-    state = {k.replace("head.ctrness.", "head.quality_pred."): v for k, v in theirs.state_dict().items()}
+    state = {
+        k.replace("head.ctrness.", "head.quality_pred."): v for k, v in theirs.state_dict().items()
+    }
     missing, unexpected = ours.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
     # only our extra state may be missing: EMA buffers of the loss

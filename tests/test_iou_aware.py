@@ -1,4 +1,5 @@
 """IoU-aware RetinaNet: IoU target, head placement, and the IoU-truth (oracle) evaluation option."""
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +28,9 @@ def test_iou_target_is_pairwise_iou_of_decoded_boxes():
     matched = torch.tensor([0, 0, -1, -1, 0, 1, 1, -1, -1, -1, 1, -1, -1, -1, -1, -1])
     labels = torch.where(matched >= 0, 0, 1)
     boxes = torch.where((matched >= 0)[:, None], gt[matched.clamp(min=0)], torch.zeros(4))
-    preds = DensePredictions(logits=torch.zeros(1, 16, 1), deltas=deltas, quality=quality, features=[])
+    preds = DensePredictions(
+        logits=torch.zeros(1, 16, 1), deltas=deltas, quality=quality, features=[]
+    )
     tf = Box2BoxTransform(weights=(1.0, 1.0, 1.0, 1.0))
     loss = DenseLoss(num_classes=1, box_loss="smooth_l1", quality="iou", normalizer="num_pos")
     out = loss(
@@ -39,9 +42,12 @@ def test_iou_target_is_pairwise_iou_of_decoded_boxes():
     pos = matched >= 0
     decoded = tf.apply_deltas(deltas[0, pos], priors.boxes[pos])
     target = pairwise_iou(Boxes(decoded), Boxes(boxes[pos])).diagonal()
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(
-        quality[0, pos, 0], target, reduction="sum"
-    ) / pos.sum()
+    expected = (
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            quality[0, pos, 0], target, reduction="sum"
+        )
+        / pos.sum()
+    )
     assert out["loss_iou"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -67,13 +73,21 @@ def _coco_ap(gt_box, dets):
         "images": [{"id": 1, "width": 160, "height": 128}],
         "categories": [{"id": 1, "name": "a"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": (x2 - x1) * (y2 - y1),
+                "iscrowd": 0,
+            }
         ],
     }
     gt.createIndex()
     res = gt.loadRes(
-        np.array([[1, b[0], b[1], b[2] - b[0], b[3] - b[1], s, 1] for b, s in dets], dtype=np.float64)
+        np.array(
+            [[1, b[0], b[1], b[2] - b[0], b[3] - b[1], s, 1] for b, s in dets], dtype=np.float64
+        )
     )
     ev = COCOeval(gt, res, "bbox")
     ev.evaluate(), ev.accumulate(), ev.summarize()
@@ -121,8 +135,12 @@ def test_iou_truth_option_beats_predicted_iou_on_a_fixed_case():
     assert len(predicted) == len(oracle) == 1  # NMS keeps one of the two
     assert torch.allclose(predicted.pred_boxes.tensor[0], anchors[b])
     assert torch.allclose(oracle.pred_boxes.tensor[0], gt)
-    ap_pred = _coco_ap(gt.tolist(), [(predicted.pred_boxes.tensor[0].tolist(), predicted.scores[0].item())])
-    ap_true = _coco_ap(gt.tolist(), [(oracle.pred_boxes.tensor[0].tolist(), oracle.scores[0].item())])
+    ap_pred = _coco_ap(
+        gt.tolist(), [(predicted.pred_boxes.tensor[0].tolist(), predicted.scores[0].item())]
+    )
+    ap_true = _coco_ap(
+        gt.tolist(), [(oracle.pred_boxes.tensor[0].tolist(), oracle.scores[0].item())]
+    )
     assert ap_true == pytest.approx(1.0) and ap_pred < 0.5
 
 

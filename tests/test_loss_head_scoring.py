@@ -1,4 +1,5 @@
 """DenseLoss, DenseHead and the score functions on small hand-checked inputs."""
+
 import math
 
 import pytest
@@ -41,7 +42,9 @@ Z = [0.0, 0.0, 0.0, 0.0]
 
 def test_official_fcos_loss_by_hand():
     priors, preds, assign = _setup([0, 1, K, -1], [GT, GT, Z, Z])
-    loss = DenseLoss(num_classes=K, box_weighting="centerness", quality="centerness", normalizer="num_pos")
+    loss = DenseLoss(
+        num_classes=K, box_weighting="centerness", quality="centerness", normalizer="num_pos"
+    )
     tf = Box2BoxTransformLinear(normalize_by_size=True)
     out = loss(priors=priors, predictions=preds, assignments=assign, box2box_transform=tf)
     # classification: priors 0..2 (prior 3 ignored), one-hot targets, / num_pos = 2
@@ -53,11 +56,18 @@ def test_official_fcos_loss_by_hand():
     gt = torch.tensor([GT, GT])
     ctr = centerness_targets(pts, gt)
     # hand: point (4,4): l=4 r=10 t=4 b=6 -> sqrt(0.4 * 0.6667); point (12,4): l=12 r=2 -> sqrt(1/6 * 2/3)
-    assert ctr.tolist() == pytest.approx([math.sqrt(0.4 * 4 / 6), math.sqrt(2 / 12 * 4 / 6)], rel=1e-6)
+    assert ctr.tolist() == pytest.approx(
+        [math.sqrt(0.4 * 4 / 6), math.sqrt(2 / 12 * 4 / 6)], rel=1e-6
+    )
     boxes = tf.apply_deltas(preds.deltas[0, :2], priors.boxes[:2])
     box = (giou_loss(boxes, gt, reduction="none") * ctr).sum() / ctr.sum()
     assert out["loss_box_reg"].item() == pytest.approx(box.item(), rel=1e-6)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(preds.quality[0, :2, 0], ctr, reduction="sum") / 2
+    bce = (
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            preds.quality[0, :2, 0], ctr, reduction="sum"
+        )
+        / 2
+    )
     assert out["loss_centerness"].item() == pytest.approx(bce.item(), rel=1e-6)
 
 
@@ -76,7 +86,12 @@ def test_ema_normalizer_is_a_checkpointed_buffer():
 def test_no_positive_gives_zero_losses_that_reach_every_output():
     priors, preds, assign = _setup([K, K, K, K], [Z, Z, Z, Z])
     loss = DenseLoss(num_classes=K, quality="iou", box_loss="giou")
-    out = loss(priors=priors, predictions=preds, assignments=assign, box2box_transform=Box2BoxTransformLinear())
+    out = loss(
+        priors=priors,
+        predictions=preds,
+        assignments=assign,
+        box2box_transform=Box2BoxTransformLinear(),
+    )
     assert out["loss_box_reg"].item() == 0 and out["loss_iou"].item() == 0
     sum(out.values()).backward()
     for t in (preds.logits, preds.deltas, preds.quality):
@@ -87,7 +102,12 @@ def test_iou_quality_target_gradient_switch():
     for grad in (True, False):
         priors, preds, assign = _setup([0, 1, K, K], [GT, GT, Z, Z])
         loss = DenseLoss(num_classes=K, quality="iou", iou_target_grad=grad)
-        out = loss(priors=priors, predictions=preds, assignments=assign, box2box_transform=Box2BoxTransformLinear())
+        out = loss(
+            priors=priors,
+            predictions=preds,
+            assignments=assign,
+            box2box_transform=Box2BoxTransformLinear(),
+        )
         out["loss_iou"].backward()
         grad_in = preds.deltas.grad
         got = 0.0 if grad_in is None else grad_in[0, :2].abs().sum().item()
@@ -149,7 +169,7 @@ def test_head_quality_tower_choice():
     torch.manual_seed(0)
     head = _head(quality="centerness", quality_tower="cls")
     feats = [torch.randn(1, 8, 4, 4)] * 2
-    (_, _, q) = head(feats)
+    _, _, q = head(feats)
     q[0].sum().backward()
     assert head.cls_subnet[0].weight.grad is not None and head.bbox_subnet[0].weight.grad is None
     assert _head()(feats)[2] == []

@@ -1,4 +1,5 @@
 """OneStageDetector: build-time validation, assigner swap by name, empty-GT training, priors."""
+
 import pytest
 import torch
 from detectron2.config import instantiate
@@ -26,7 +27,10 @@ def test_assigner_by_registered_name():
     [
         (lambda c: setattr(c, "assigner", "NoSuchAssigner"), "model.assigner='NoSuchAssigner'"),
         (lambda c: setattr(c, "test_score_fn", "softmax"), "model.test_score_fn='softmax'"),
-        (lambda c: (setattr(c.head, "quality", "none"), setattr(c.loss, "quality", "none")), "model.head.quality"),
+        (
+            lambda c: (setattr(c.head, "quality", "none"), setattr(c.loss, "quality", "none")),
+            "model.head.quality",
+        ),
         (lambda c: setattr(c.head, "quality", "none"), "model.head.quality"),
         (lambda c: setattr(c.loss, "num_classes", 5), "model.loss.num_classes=5"),
         (lambda c: setattr(c.head, "num_anchors", 9), "model.head.num_anchors=9"),
@@ -98,6 +102,7 @@ def test_assignment_statistics_hand_case():
     assert stats["gt_without_pos_frac"] == pytest.approx(1 / 3)
     assert stats["pos_frac_level0"] == pytest.approx(5 / 9)
     assert stats["pos_frac_level1"] == pytest.approx(4 / 9)
+
     # prior boxes: level-0 8x8 squares inside A (IoU 64/400 each); (20,20) square [16,16,24,24]
     # inside B (64/576); level-1 16x16 squares centred at (8|24, 8|24) vs B
     def iou(p, g):

@@ -1,4 +1,5 @@
 """Pseudo-IoU: closed form vs explicit IoU, threshold semantics, T = 0 is the AF-baseline."""
+
 import pytest
 import torch
 
@@ -11,7 +12,9 @@ K = 2
 
 
 def test_point_at_centre_has_piou_one():
-    assert pseudo_iou(torch.tensor([[5.0, 7.0]]), torch.tensor([[0.0, 2.0, 10.0, 12.0]])).item() == 1.0
+    assert (
+        pseudo_iou(torch.tensor([[5.0, 7.0]]), torch.tensor([[0.0, 2.0, 10.0, 12.0]])).item() == 1.0
+    )
 
 
 def test_closed_form_equals_explicit_iou():
@@ -72,10 +75,14 @@ def test_filter_only_removes_and_keeps_near_centre():
 def test_alternative_metrics():
     priors = make_priors(image_size=(64, 64), strides=(8,))
     gt = make_instances([[0.0, 0.0, 64.0, 32.0]], [1], (64, 64))  # centre (32, 16)
-    sb = PseudoIoUAssigner(num_classes=K, metric="scaled_box", threshold=0.3, scale_ranges=None)(priors, gt)
+    sb = PseudoIoUAssigner(num_classes=K, metric="scaled_box", threshold=0.3, scale_ranges=None)(
+        priors, gt
+    )
     # |x - 32| < 9.6 and |y - 16| < 4.8: x in {28, 36}, y in {12, 20}
     assert sorted((sb.labels != K).nonzero().flatten().tolist()) == [11, 12, 19, 20]
-    ctr = PseudoIoUAssigner(num_classes=K, metric="centerness", threshold=0.6, scale_ranges=None)(priors, gt)
+    ctr = PseudoIoUAssigner(num_classes=K, metric="centerness", threshold=0.6, scale_ranges=None)(
+        priors, gt
+    )
     # (28, 12): sqrt(28/36 * 12/20) = 0.683; (20, 12): 0.522; (28, 4): 0.33 -> the 4 central points
     assert sorted((ctr.labels != K).nonzero().flatten().tolist()) == [11, 12, 19, 20]
     with pytest.raises(ValueError, match="model.assigner.metric"):

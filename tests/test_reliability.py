@@ -9,6 +9,7 @@
   checkpoints are written atomically; the training data stream is a function of (seed,
   iteration), the same for any number of workers and split exactly over processes.
 """
+
 import itertools
 import math
 import random
@@ -156,7 +157,9 @@ def test_diverged_box_outputs_stop_before_the_assigner():
     model = engine.build_model(engine.load_config(str(TINY_CONFIG)))
     with torch.no_grad():
         model.head.bbox_pred.bias.fill_(float("nan"))
-    with EventStorage(5), pytest.raises(NonFinitePredictionError, match="Non-finite box outputs of the head at iteration 5"):
+    with EventStorage(5), pytest.raises(
+        NonFinitePredictionError, match="Non-finite box outputs of the head at iteration 5"
+    ):
         model(random_batch(num_images=1, num_classes=7))
 
 
@@ -224,8 +227,10 @@ def test_amp_training_steps_on_cuda(path):
     model = engine.build_model(cfg)
     optimizer = engine.build_optimizer(cfg, model)
     batches = itertools.cycle(
-        [random_batch(num_images=2, image_size=(256, 320), num_boxes=8, num_classes=7, seed=s)
-         for s in range(4)]
+        [
+            random_batch(num_images=2, image_size=(256, 320), num_boxes=8, num_classes=7, seed=s)
+            for s in range(4)
+        ]
     )
     trainer = engine.build_trainer(cfg, model, batches, optimizer)
     assert isinstance(trainer, engine.AMPTrainerChecked)
@@ -255,18 +260,28 @@ class _CrashAfter(HookBase):
 def _resume_cfg(output_dir):
     cfg = engine.load_config(
         str(TINY_CONFIG),
-        [f"train.output_dir={output_dir}", "train.max_iter=6", "train.checkpointer.period=2",
-         "train.metrics_window=1", "train.eval_period=0"],
+        [
+            f"train.output_dir={output_dir}",
+            "train.max_iter=6",
+            "train.checkpointer.period=2",
+            "train.metrics_window=1",
+            "train.eval_period=0",
+        ],
     )
     cfg.dataloader.evaluator = None
     return cfg
 
 
 def _state_equal(a, b):
-    return all(torch.allclose(a[k], b[k], rtol=0, atol=0, equal_nan=True) for k in a) and a.keys() == b.keys()
+    return (
+        all(torch.allclose(a[k], b[k], rtol=0, atol=0, equal_nan=True) for k in a)
+        and a.keys() == b.keys()
+    )
 
 
-def test_resume_after_a_crash_continues_like_an_uninterrupted_run(tmp_path, synthetic_datasets, monkeypatch):
+def test_resume_after_a_crash_continues_like_an_uninterrupted_run(
+    tmp_path, synthetic_datasets, monkeypatch
+):
     full_dir, crash_dir = tmp_path / "full", tmp_path / "crashed"
     engine.prepare_datasets(_resume_cfg(full_dir))
     seed_all_rng(0)
@@ -316,7 +331,12 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     assert (tmp_path / "model_0000001.pth").read_bytes() == good
     assert not list(tmp_path.glob(f"*{TMP_MARK}*"))
     assert ckpt.has_checkpoint()
-    assert AtomicCheckpointer(torch.nn.Linear(3, 2), str(tmp_path)).resume_or_load("", resume=True)["iteration"] == 1
+    assert (
+        AtomicCheckpointer(torch.nn.Linear(3, 2), str(tmp_path)).resume_or_load("", resume=True)[
+            "iteration"
+        ]
+        == 1
+    )
 
     # a temporary file left by a kill -9 is removed by the next save
     stale = tmp_path / f"model_0000003.pth{TMP_MARK}4242"
@@ -331,16 +351,24 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
 def _fake_dicts(n=11):
     # alternate wide and tall images, so that aspect-ratio grouping reorders the stream
     return [
-        {"file_name": f"img{i}.png", "image_id": i, "width": 200 if i % 3 else 100,
-         "height": 100 if i % 3 else 200}
+        {
+            "file_name": f"img{i}.png",
+            "image_id": i,
+            "width": 200 if i % 3 else 100,
+            "height": 100 if i % 3 else 200,
+        }
         for i in range(n)
     ]
 
 
 def _record_mapper(d):
     """The image and the random draws an augmentation would make."""
-    return (d["file_name"], round(float(np.random.rand()), 12), round(random.random(), 12),
-            round(float(torch.rand(1)), 7))
+    return (
+        d["file_name"],
+        round(float(np.random.rand()), 12),
+        round(random.random(), 12),
+        round(float(torch.rand(1)), 7),
+    )
 
 
 def _stream(start=0, n=6, world=1, rank=0, monkeypatch=None, **kwargs):
@@ -372,8 +400,13 @@ def test_stream_does_not_depend_on_workers_or_on_global_random_state():
     np.random.seed(1)
     random.seed(1)
     torch.manual_seed(1)
+
     def state():
-        return (np.random.get_state()[1].tolist(), random.getstate(), torch.get_rng_state().tolist())
+        return (
+            np.random.get_state()[1].tolist(),
+            random.getstate(),
+            torch.get_rng_state().tolist(),
+        )
 
     before = state()
     assert _stream(2, 5) == reference
@@ -387,7 +420,10 @@ def test_stream_splits_global_batches_over_processes(monkeypatch):
     for k in range(5):
         assert len(parts[0][k]) == len(parts[1][k]) == 2
         assert parts[0][k] + parts[1][k] == single[k]
-    with pytest.raises(engine.ConfigError, match="total_batch_size=4 must be a positive multiple of the number of processes \\(3\\)"):
+    with pytest.raises(
+        engine.ConfigError,
+        match="total_batch_size=4 must be a positive multiple of the number of processes \\(3\\)",
+    ):
         _stream(0, 1, world=3, monkeypatch=monkeypatch)
 
 

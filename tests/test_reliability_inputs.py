@@ -5,6 +5,7 @@ Bad data goes through ``dense_assign.engine.build_train_loader`` / ``check_test_
 ``dense_assign.engine.build_model`` / ``check_config`` / ``launch_from_args``. One command line
 each shows the user-facing form (one line, no traceback).
 """
+
 import copy
 import logging
 import os
@@ -73,7 +74,9 @@ def _first_batches(loader, n=1):
 # ================================================================================ bad input
 def test_images_without_annotations_are_filtered_with_a_count(tmp_path, logs):
     name, _, _ = _coco_case(
-        tmp_path, "rel_empty", [("a", [GOOD], (96, 128)), ("b", [], (96, 128)), ("c", [GOOD], (96, 128))]
+        tmp_path,
+        "rel_empty",
+        [("a", [GOOD], (96, 128)), ("b", [], (96, 128)), ("c", [GOOD], (96, 128))],
     )
     loader = engine.build_train_loader(_tiny_cfg(["model.num_classes=3"], name))
     assert loader.size == 2
@@ -110,8 +113,10 @@ def test_bad_boxes_are_dropped_and_counted(tmp_path, logs):
     )
     loader = engine.build_train_loader(_tiny_cfg(["model.num_classes=3"], name))
     text = logs.text()
-    assert "dropped 8 of 13 boxes: 2 with a NaN or infinite coordinate, 1 with a negative width " \
-        "or height, 3 with zero width or height, 2 entirely outside the image" in text, text
+    assert (
+        "dropped 8 of 13 boxes: 2 with a NaN or infinite coordinate, 1 with a negative width "
+        "or height, 3 with zero width or height, 2 entirely outside the image" in text
+    ), text
     assert "nan.png" in text and "annotation 1" in text  # examples name the file and annotation
     assert "removed 1 image(s) left without annotations" in text
     assert loader.size == 5
@@ -149,15 +154,22 @@ def test_unreadable_and_truncated_images_name_the_file(tmp_path):
 
 
 def test_missing_image_file_is_an_error_before_training(tmp_path):
-    name, _, root = _coco_case(tmp_path, "rel_missing", [("here", [GOOD], (96, 128)), ("gone", [GOOD], (96, 128))])
+    name, _, root = _coco_case(
+        tmp_path, "rel_missing", [("here", [GOOD], (96, 128)), ("gone", [GOOD], (96, 128))]
+    )
     (root / "gone.png").unlink()
-    with pytest.raises(DatasetError, match=r"1 image file\(s\) of dataset\(s\) \['rel_missing'\] do not exist, e\.g\.: .*gone\.png"):
+    with pytest.raises(
+        DatasetError,
+        match=r"1 image file\(s\) of dataset\(s\) \['rel_missing'\] do not exist, e\.g\.: .*gone\.png",
+    ):
         engine.build_train_loader(_tiny_cfg(["model.num_classes=3"], name))
 
 
 def test_category_id_not_in_the_json_categories_names_the_annotation(tmp_path):
     name, json_file, _ = _coco_case(
-        tmp_path, "rel_catjson", [("a", [GOOD], (96, 128)), ("b", [GOOD, ([1, 1, 9, 9], 7)], (96, 128))]
+        tmp_path,
+        "rel_catjson",
+        [("a", [GOOD], (96, 128)), ("b", [GOOD, ([1, 1, 9, 9], 7)], (96, 128))],
     )
     with pytest.raises(DatasetError) as info:
         engine.build_train_loader(_tiny_cfg(["model.num_classes=3"], name))
@@ -169,11 +181,16 @@ def test_category_id_not_in_the_json_categories_names_the_annotation(tmp_path):
 def test_category_id_outside_the_metadata_classes_names_the_annotation(tmp_path):
     write_png(tmp_path / "x.png")
     records = [
-        {"file_name": str(tmp_path / "x.png"), "image_id": 11, "height": 96, "width": 128,
-         "annotations": [
-             {"bbox": [1, 1, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
-             {"bbox": [3, 3, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 3, "id": 99},
-         ]},
+        {
+            "file_name": str(tmp_path / "x.png"),
+            "image_id": 11,
+            "height": 96,
+            "width": 128,
+            "annotations": [
+                {"bbox": [1, 1, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
+                {"bbox": [3, 3, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 3, "id": 99},
+            ],
+        },
     ]
     name = "rel_custom_classes"
     if name in DatasetCatalog.list():
@@ -210,7 +227,9 @@ def test_model_refuses_bad_ground_truth_naming_the_image():
     bad = batch[0]["instances"].gt_boxes.tensor.clone()
     bad[1, 2] = float("nan")
     batch[0]["instances"] = make_instances(bad, batch[0]["instances"].gt_classes, (128, 160))
-    with EventStorage(), pytest.raises(ValueError, match=r"img_7\.png: non-finite boxes at indices \[1\]"):
+    with EventStorage(), pytest.raises(
+        ValueError, match=r"img_7\.png: non-finite boxes at indices \[1\]"
+    ):
         model(batch)
     batch = random_batch(num_images=1, num_boxes=2, num_classes=7)
     batch[0]["instances"].gt_classes[0] = 7
@@ -235,10 +254,14 @@ def test_train_net_reports_bad_data_in_one_line_before_training(tmp_path, synthe
         "model.num_classes = 3\n"
         "dataloader.test.dataset.names = 'rel_cli_bad'\n"
     )
-    proc = run_train_net([f"train.output_dir={tmp_path / 'out'}"], synthetic_datasets, config=config)
+    proc = run_train_net(
+        [f"train.output_dir={tmp_path / 'out'}"], synthetic_datasets, config=config
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("train_net.py: dataset error: Cannot load the training dataset ['rel_cli_bad']")
+    assert last.startswith(
+        "train_net.py: dataset error: Cannot load the training dataset ['rel_cli_bad']"
+    )
     assert f"json_file={json_file}" in last
     assert "Traceback" not in proc.stderr
     assert "Starting training" not in proc.stdout + proc.stderr
@@ -247,13 +270,32 @@ def test_train_net_reports_bad_data_in_one_line_before_training(tmp_path, synthe
 # ================================================================================ bad configs
 BAD_MODEL_CONFIGS = [
     # (config, override, what the message must contain)
-    (None, "model.assigner=NoSuchAssigner", ["model.assigner='NoSuchAssigner'", "allowed: ATSSAssigner, AutoAssign"]),
+    (
+        None,
+        "model.assigner=NoSuchAssigner",
+        ["model.assigner='NoSuchAssigner'", "allowed: ATSSAssigner, AutoAssign"],
+    ),
     (None, "model.head=NoSuchHead", ["model.head='NoSuchHead'", "allowed: DenseHead"]),
     (None, "model.head.conv_dims=[]", ["model.head.conv_dims", "tower depth >= 1"]),
-    (None, "model.head.quality=none", ["model.test_score_fn='sqrt_cls_quality_gated' needs a quality branch", "model.head.quality is 'none'"]),
-    (None, "model.head.quality=quality", ["model.head.quality='quality'", "allowed: none, centerness, iou, objectness"]),
+    (
+        None,
+        "model.head.quality=none",
+        [
+            "model.test_score_fn='sqrt_cls_quality_gated' needs a quality branch",
+            "model.head.quality is 'none'",
+        ],
+    ),
+    (
+        None,
+        "model.head.quality=quality",
+        ["model.head.quality='quality'", "allowed: none, centerness, iou, objectness"],
+    ),
     (None, "model.head.prior_prob=1.5", ["model.head.prior_prob must be in (0, 1)"]),
-    (None, "model.test_score_fn=softmax", ["model.test_score_fn='softmax'", "allowed: cls, sqrt_cls_quality"]),
+    (
+        None,
+        "model.test_score_fn=softmax",
+        ["model.test_score_fn='softmax'", "allowed: cls, sqrt_cls_quality"],
+    ),
     (None, "model.test_score_thresh=1.5", ["model.test_score_thresh (1.5) must be in [0, 1)"]),
     (None, "model.test_nms_thresh=0", ["model.test_nms_thresh (0) in (0, 1]"]),
     (None, "model.test_score_alpha=2", ["model.test_score_alpha=2 must be in [0, 1]"]),
@@ -261,14 +303,41 @@ BAD_MODEL_CONFIGS = [
     (None, "model.loss.box_weight=-1", ["model.loss.box_weight must be a finite value >= 0"]),
     (None, "model.loss.box_loss=l2", ["model.loss.box_loss='l2'", "allowed: giou, iou, smooth_l1"]),
     (None, "model.loss.focal_alpha=2", ["model.loss.focal_alpha must be <= 1"]),
-    (None, "model.assigner.center_sampling_radius=-1", ["Cannot build model.assigner (FCOSAssigner)", "center_sampling_radius"]),
-    (None, "model.loss.num_classes=5", ["model.loss.num_classes=5 differs from model.num_classes=7"]),
-    ("configs/Synthetic-Detection/retinanet_R_18_FPN.py", "model.assigner.thresholds=[0.6,0.5]",
-     ["Cannot build model.assigner (MaxIoUAssigner)", "0 <= bg_below <= fg_from <= 1"]),
-    ("configs/Synthetic-Detection/atss_R_18_FPN.py", "model.assigner.topk=0", ["model.assigner.topk must be >= 1"]),
-    ("configs/Synthetic-Detection/pseudo_iou_R_18_FPN.py", "model.assigner.threshold=1.5", ["model.assigner.threshold must be in [0, 1]"]),
-    ("configs/Synthetic-Detection/sapd_R_18_FPN.py", "model.assigner.shrink_factor=0", ["model.assigner.shrink_factor must be in (0, 1]"]),
-    ("configs/Synthetic-Detection/autoassign_R_18_FPN.py", "model.assigner.temperature=0", ["model.assigner needs", "temperature > 0"]),
+    (
+        None,
+        "model.assigner.center_sampling_radius=-1",
+        ["Cannot build model.assigner (FCOSAssigner)", "center_sampling_radius"],
+    ),
+    (
+        None,
+        "model.loss.num_classes=5",
+        ["model.loss.num_classes=5 differs from model.num_classes=7"],
+    ),
+    (
+        "configs/Synthetic-Detection/retinanet_R_18_FPN.py",
+        "model.assigner.thresholds=[0.6,0.5]",
+        ["Cannot build model.assigner (MaxIoUAssigner)", "0 <= bg_below <= fg_from <= 1"],
+    ),
+    (
+        "configs/Synthetic-Detection/atss_R_18_FPN.py",
+        "model.assigner.topk=0",
+        ["model.assigner.topk must be >= 1"],
+    ),
+    (
+        "configs/Synthetic-Detection/pseudo_iou_R_18_FPN.py",
+        "model.assigner.threshold=1.5",
+        ["model.assigner.threshold must be in [0, 1]"],
+    ),
+    (
+        "configs/Synthetic-Detection/sapd_R_18_FPN.py",
+        "model.assigner.shrink_factor=0",
+        ["model.assigner.shrink_factor must be in (0, 1]"],
+    ),
+    (
+        "configs/Synthetic-Detection/autoassign_R_18_FPN.py",
+        "model.assigner.temperature=0",
+        ["model.assigner needs", "temperature > 0"],
+    ),
 ]
 
 
@@ -296,11 +365,23 @@ def test_head_by_registered_name_is_built_for_the_backbone():
 @pytest.mark.parametrize(
     "overrides,expected",
     [
-        (["model.num_classes=5"], "model.num_classes=5 but dataset 'synthetic_tiny_train' (dataloader.train.dataset.names) has 7 classes"),
-        (["dataloader.test.dataset.names=synthetic_tiny_vall"], "dataloader.test.dataset.names: dataset 'synthetic_tiny_vall' is not registered"),
-        (["train.clip_grad.clip_type=global"], "train.clip_grad.clip_type='global'; allowed: norm, value"),
+        (
+            ["model.num_classes=5"],
+            "model.num_classes=5 but dataset 'synthetic_tiny_train' (dataloader.train.dataset.names) has 7 classes",
+        ),
+        (
+            ["dataloader.test.dataset.names=synthetic_tiny_vall"],
+            "dataloader.test.dataset.names: dataset 'synthetic_tiny_vall' is not registered",
+        ),
+        (
+            ["train.clip_grad.clip_type=global"],
+            "train.clip_grad.clip_type='global'; allowed: norm, value",
+        ),
         (["train.clip_grad.clip_value=-1"], "train.clip_grad.clip_value=-1 must be a number > 0"),
-        (["train.clip_grad.max_norm=1"], "train.clip_grad has unknown key(s) ['max_norm']; allowed: ['clip_type', 'clip_value', 'enabled', 'norm_type']"),
+        (
+            ["train.clip_grad.max_norm=1"],
+            "train.clip_grad has unknown key(s) ['max_norm']; allowed: ['clip_type', 'clip_value', 'enabled', 'norm_type']",
+        ),
         (["train.metrics_window=0"], "train.metrics_window=0 must be an integer >= 1"),
     ],
 )
@@ -328,7 +409,9 @@ def test_several_processes_get_the_model_error_before_starting(monkeypatch):
 
 
 def test_train_net_reports_a_bad_model_config_in_one_line(tmp_path, synthetic_datasets):
-    proc = run_train_net(["model.head.conv_dims=[]", f"train.output_dir={tmp_path}"], synthetic_datasets)
+    proc = run_train_net(
+        ["model.head.conv_dims=[]", f"train.output_dir={tmp_path}"], synthetic_datasets
+    )
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("train_net.py: error: Cannot build model.head (DenseHead): ValueError: ")
@@ -342,7 +425,9 @@ def test_clip_grad_keys_may_be_overridden_in_any_config():
         str(REPO / "configs/Synthetic-Detection/fcos_R_18_FPN.py"), ["train.clip_grad.enabled=True"]
     )
     assert engine.clip_grad_options(synthetic) == dict(engine.CLIP_GRAD_DEFAULTS, enabled=True)
-    tiny = engine.load_config(str(TINY_CONFIG), ["train.clip_grad.enabled=True", "train.clip_grad.clip_value=5"])
+    tiny = engine.load_config(
+        str(TINY_CONFIG), ["train.clip_grad.enabled=True", "train.clip_grad.clip_value=5"]
+    )
     assert engine.clip_grad_options(tiny)["clip_value"] == 5
     assert engine.clip_grad_options(engine.load_config(str(TINY_CONFIG)))["enabled"] is False
 

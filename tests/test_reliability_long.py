@@ -11,6 +11,7 @@
 * a diverging run (learning rate 1e30) stops with a message, in one process and in two; a NaN
   loss in one of two processes stops both, each naming the loss and the process.
 """
+
 import json
 import math
 import os
@@ -110,16 +111,30 @@ def test_train_every_method_on_crowded_data(path, tmp_path, datasets_root):
 
 # ================================================================================ kill -9, resume
 def test_kill_9_then_resume_gives_the_uninterrupted_losses(tmp_path, datasets_root):
-    common = ["train.max_iter=10", "train.checkpointer.period=2", "train.metrics_window=1",
-              "train.eval_period=0", "train.seed=0"]
+    common = [
+        "train.max_iter=10",
+        "train.checkpointer.period=2",
+        "train.metrics_window=1",
+        "train.eval_period=0",
+        "train.seed=0",
+    ]
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert_ok(run_train_net(common + [f"train.output_dir={full}"], datasets_root))
 
     env = dict(os.environ, OMP_NUM_THREADS="1", DETECTRON2_DATASETS=str(datasets_root))
     proc = subprocess.Popen(
-        [sys.executable, str(TRAIN_NET), "--config-file", str(TINY_CONFIG), *common,
-         f"train.output_dir={killed}"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(TRAIN_NET),
+            "--config-file",
+            str(TINY_CONFIG),
+            *common,
+            f"train.output_dir={killed}",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     tag = killed / "last_checkpoint"
     deadline = time.time() + 300
@@ -164,9 +179,19 @@ def test_two_processes_equal_one_process_training_and_evaluation(tmp_path, datas
         out = tmp_path / f"train_{n}"
         assert_ok(
             run_train_net(
-                ["--num-gpus", n, "--dist-url", "auto", f"train.output_dir={out}",
-                 "train.max_iter=5", "train.metrics_window=1", "train.seed=0"],
-                datasets_root, config=TINY_DDP_CONFIG, timeout=600,
+                [
+                    "--num-gpus",
+                    n,
+                    "--dist-url",
+                    "auto",
+                    f"train.output_dir={out}",
+                    "train.max_iter=5",
+                    "train.metrics_window=1",
+                    "train.seed=0",
+                ],
+                datasets_root,
+                config=TINY_DDP_CONFIG,
+                timeout=600,
             )
         )
         runs[n] = losses_by_iteration(out)
@@ -182,9 +207,18 @@ def test_two_processes_equal_one_process_training_and_evaluation(tmp_path, datas
         out = tmp_path / f"eval_{n}"
         assert_ok(
             run_train_net(
-                ["--eval-only", "--num-gpus", n, "--dist-url", "auto", f"train.output_dir={out}",
-                 f"train.init_checkpoint={checkpoint}"],
-                datasets_root, config=TINY_DDP_CONFIG, timeout=600,
+                [
+                    "--eval-only",
+                    "--num-gpus",
+                    n,
+                    "--dist-url",
+                    "auto",
+                    f"train.output_dir={out}",
+                    f"train.init_checkpoint={checkpoint}",
+                ],
+                datasets_root,
+                config=TINY_DDP_CONFIG,
+                timeout=600,
             )
         )
         with open(out / "eval_results.json") as f:
@@ -203,9 +237,16 @@ def test_two_processes_equal_one_process_training_and_evaluation(tmp_path, datas
 @pytest.mark.parametrize("processes", [1, 2])
 def test_diverging_training_stops_with_a_message(processes, tmp_path, datasets_root):
     proc = run_train_net(
-        ["--num-gpus", processes, "--dist-url", "auto", "optimizer.lr=1e30",
-         f"train.output_dir={tmp_path}"],
-        datasets_root, timeout=600,
+        [
+            "--num-gpus",
+            processes,
+            "--dist-url",
+            "auto",
+            "optimizer.lr=1e30",
+            f"train.output_dir={tmp_path}",
+        ],
+        datasets_root,
+        timeout=600,
     )
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
@@ -240,4 +281,6 @@ def test_nan_loss_in_one_process_stops_every_process(tmp_path):
         mp.spawn(_nan_in_one_process, args=(str(tmp_path / "init"), results), nprocs=2)
         results = dict(results)
     for rank in (0, 1):
-        assert "Non-finite loss at iteration 4: loss_box_reg=nan (process 1)" in results[rank], results
+        assert (
+            "Non-finite loss at iteration 4: loss_box_reg=nan (process 1)" in results[rank]
+        ), results

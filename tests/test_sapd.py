@@ -1,6 +1,7 @@
 """SAPD (dense_assign/assigners/sapd.py): hand-computed weights, the shrunk region and its fallback,
 the selection target, the two phases, ignored levels, gradient isolation of the selection net, empty
 GT, and the configs."""
+
 import math
 
 import pytest
@@ -192,7 +193,7 @@ def _explicit_point_loss(logit, cls, delta, prior_box, box, alpha=0.25, gamma=2.
         if k == cls:
             loss += -alpha * (1 - p) ** gamma * math.log(p)
         else:
-            loss += -(1 - alpha) * p ** gamma * math.log(1 - p)
+            loss += -(1 - alpha) * p**gamma * math.log(1 - p)
     cx, cy = (prior_box[0] + prior_box[2]) / 2, (prior_box[1] + prior_box[3]) / 2
     size = prior_box[2] - prior_box[0]  # z * stride
     l, t, r, b = [max(v, 0.0) * size for v in delta]
@@ -386,7 +387,7 @@ def _model(path="configs/Synthetic-Detection/sapd_R_18_FPN.py", overrides=()):
     return instantiate(cfg.model)
 
 
-@pytest.mark.parametrize("start_iter", [0, 10 ** 6])  # phase one and phase two
+@pytest.mark.parametrize("start_iter", [0, 10**6])  # phase one and phase two
 def test_selection_net_gets_gradients_only_from_its_loss(start_iter):
     model = _model()
     model.train()

@@ -297,7 +297,7 @@ def test_evaluators_on_ground_truth(tmp_path):
     import torch
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
-    from detectron2.structures import BoxMode, Boxes, Instances
+    from detectron2.structures import Boxes, BoxMode, Instances
 
     name = f"synthetic_eval_{uuid.uuid4().hex[:8]}"
     # Two classes and >= 8 objects per image, so every class has ground truth in val (the VOC

@@ -79,10 +79,9 @@ def test_visualize_autoassign_uses_soft_weights(synthetic_datasets, tmp_path):
 
 # ------------------------------------------------------------------------------ center_prior
 def test_center_prior_draws_every_class_and_writes_the_parameters(synthetic_datasets, tmp_path):
-    from dense_assign.tools import center_prior as cp
-
     # a checkpoint with known mu, sigma: the tool must report exactly those
     from dense_assign import tools
+    from dense_assign.tools import center_prior as cp
 
     cfg = tools.load_tool_config(AUTOASSIGN)
     model = tools.load_model(cfg)

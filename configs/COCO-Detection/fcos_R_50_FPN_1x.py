@@ -8,5 +8,6 @@ from ..common.optim import SGD as optimizer
 from ..common.schedules import lr_multiplier_1x as lr_multiplier
 from ..common.train import train
 
-model.backbone.bottom_up.freeze_at = 2  # stem + res2 frozen, as every ImageNet-initialized R-50 here
+# stem + res2 frozen, as every ImageNet-initialized R-50 here
+model.backbone.bottom_up.freeze_at = 2
 train.output_dir = "./output/coco/fcos_R_50_FPN_1x"

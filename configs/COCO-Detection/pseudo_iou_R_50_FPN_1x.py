@@ -1,8 +1,8 @@
 # Pseudo-IoU R-50-FPN 1x (Table 3, official piou_r50_caffe_fpn_gn-head_1x_coco: 38.4 AP): two-scale
 # training (shorter side 640 or 800, max 1333), 12 epochs ~ 90k iterations at 16 images, constant
 # warmup 500 x 1/3, LR 0.01, bias LR x2, gradient clipping 35 (REFERENCE.md 5.4).
-from detectron2.config import LazyCall as L
 import detectron2.data.transforms as T
+from detectron2.config import LazyCall as L
 
 from ..common.data.coco import dataloader
 from ..common.models.pseudo_iou import model

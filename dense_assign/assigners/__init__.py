@@ -1,4 +1,5 @@
 """Label assigners, one file per paper, all behind :class:`BaseAssigner`'s interface."""
+
 from .atss import ATSSAssigner
 from .autoassign import AutoAssign
 from .base import BaseAssigner, best_gt_per_prior, point_box_deltas

@@ -24,6 +24,7 @@ per GT to hold them and every prior tied with the k-th (:func:`~.candidates.near
 else that GT's level is searched densely); ``dense=True`` searches all the level's priors (the
 reference; same candidates).
 """
+
 from typing import Optional
 
 import torch
@@ -122,15 +123,20 @@ class ATSSAssigner(BaseAssigner):
             thresh = ious.mean(dim=1) + torch.nan_to_num(std, nan=0.0)
             thresholds.append(thresh)
             pts = priors.centers[cand]  # (m, C, 2)
-            inside = torch.stack(
-                (
-                    pts[..., 0] - boxes[:, None, 0],
-                    pts[..., 1] - boxes[:, None, 1],
-                    boxes[:, None, 2] - pts[..., 0],
-                    boxes[:, None, 3] - pts[..., 1],
-                ),
-                dim=2,
-            ).min(dim=2).values > INSIDE_EPS
+            inside = (
+                torch.stack(
+                    (
+                        pts[..., 0] - boxes[:, None, 0],
+                        pts[..., 1] - boxes[:, None, 1],
+                        boxes[:, None, 2] - pts[..., 0],
+                        boxes[:, None, 3] - pts[..., 1],
+                    ),
+                    dim=2,
+                )
+                .min(dim=2)
+                .values
+                > INSIDE_EPS
+            )
             return cand, ious, (ious >= thresh[:, None]) & inside
 
         if self.prior_grid(priors) is None:  # the dense reference: (GT chunk, R) scores

@@ -64,6 +64,7 @@ GTs x all points instead. Measured on CPU with the loss and its backward, 800 x 
 1000 GTs: 53k pairs (sides up to 100 px) or 670k pairs (up to 400 px), 1.2 / 1.4 GB peak process
 memory (dense computation).
 """
+
 import math
 from typing import Optional, Tuple
 
@@ -76,7 +77,14 @@ from torch import Tensor, nn
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import Priors
 from .base import BaseAssigner, point_box_deltas
-from .candidates import PriorGrid, k_smallest, nearest_candidates, pair_deltas, pair_iou, pairs_in_chunks
+from .candidates import (
+    PriorGrid,
+    k_smallest,
+    nearest_candidates,
+    pair_deltas,
+    pair_iou,
+    pairs_in_chunks,
+)
 
 CENTER_PRIORS = ("none", "fixed", "shared", "per_category")  # Table 3 (+ Table 2 "none")
 CONFIDENCES = ("joint", "cls", "loc", "none")  # Table 4 (+ Table 2 "none": C = 1)
@@ -217,7 +225,9 @@ class AutoAssign(BaseAssigner):
         return g[order], p[order], len(empty)
 
     @torch.no_grad()
-    def _candidate_pairs_dense(self, priors: Priors, gt_boxes: Tensor) -> Tuple[Tensor, Tensor, int]:
+    def _candidate_pairs_dense(
+        self, priors: Priors, gt_boxes: Tensor
+    ) -> Tuple[Tensor, Tensor, int]:
         """:meth:`candidate_pairs` from dense (GT chunk, R) inside masks (the reference)."""
         num_gt, num_points = len(gt_boxes), len(priors)
         none = torch.zeros(0, dtype=torch.long, device=gt_boxes.device)

@@ -27,6 +27,7 @@ the same AssignResult (tests/test_candidate_windows.py); priors that are not lai
 What stays dense (GT-independent, O(R)): the per-prior outputs (labels, matched GT and boxes),
 the reductions' (R,) buffers and, for the prediction-aware assigners, the head's outputs.
 """
+
 import math
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -163,7 +164,12 @@ def point_box_deltas(points: Tensor, boxes: Tensor) -> Tensor:
     """(l, t, r, b) distances from each point to each box's edges: (M, R, 4) for (R,2), (M,4)."""
     x, y = points[None, :, 0], points[None, :, 1]
     return torch.stack(
-        (x - boxes[:, None, 0], y - boxes[:, None, 1], boxes[:, None, 2] - x, boxes[:, None, 3] - y),
+        (
+            x - boxes[:, None, 0],
+            y - boxes[:, None, 1],
+            boxes[:, None, 2] - x,
+            boxes[:, None, 3] - y,
+        ),
         dim=2,
     )
 

@@ -28,6 +28,7 @@ windowed paths.
 When the priors do not follow that layout (a hand-made :class:`Priors`, or centres far from the
 grid), :meth:`PriorGrid.of` returns None and the assigners use their dense computation.
 """
+
 import bisect
 import math
 from collections import OrderedDict
@@ -175,12 +176,16 @@ class Windows:
             empty = torch.zeros(0, dtype=torch.long, device=device)
             return empty, empty.clone()
         # windows -> rows of cells
-        win = torch.repeat_interleave(torch.arange(len(ny), device=device), ny, output_size=num_rows)
+        win = torch.repeat_interleave(
+            torch.arange(len(ny), device=device), ny, output_size=num_rows
+        )
         dy = torch.arange(num_rows, device=device) - (ny.cumsum(0) - ny).index_select(0, win)
         level = torch.div(win, B, rounding_mode="floor") % L
         width = g.widths_t.index_select(0, level)
         first = k0.index_select(0, win)
-        row_base = g.starts_t.index_select(0, level) + ((first[:, 1] + dy) * width + first[:, 0]) * A
+        row_base = (
+            g.starts_t.index_select(0, level) + ((first[:, 1] + dy) * width + first[:, 0]) * A
+        )
         if self.per_anchor:
             row_base += win % B  # anchor b of every cell: prior indices A apart
             step, row_len = A, nx.index_select(0, win)
@@ -189,7 +194,9 @@ class Windows:
         total = int(row_len.sum())
         # rows -> pairs
         row_first = row_len.cumsum(0) - row_len
-        r = torch.repeat_interleave(torch.arange(num_rows, device=device), row_len, output_size=total)
+        r = torch.repeat_interleave(
+            torch.arange(num_rows, device=device), row_len, output_size=total
+        )
         prior = (row_base - row_first * step).index_select(0, r)
         prior += torch.arange(0, total * step, step, device=device)
         gt_row = start + torch.div(win, L * B, rounding_mode="floor")
@@ -261,7 +268,13 @@ class PriorGrid:
                 grid = g
         if not found:
             grid = cls._build(priors)
-            _RECENT[layout] = (priors.centers, priors.centers._version, priors.boxes, priors.boxes._version, grid)
+            _RECENT[layout] = (
+                priors.centers,
+                priors.centers._version,
+                priors.boxes,
+                priors.boxes._version,
+                grid,
+            )
             while len(_RECENT) > RECENT_LAYOUTS:
                 _RECENT.popitem(last=False)
         else:
@@ -300,7 +313,9 @@ class PriorGrid:
             c = priors.centers[start : start + n].reshape(h, w, A, 2)
             # ideal coordinates (float64) rounded to the centres' dtype, the centres' distance to
             # them (exact: close values), plus that rounding
-            ideal = (torch.arange(max(h, w), dtype=torch.float64, device=c.device) + priors.offset) * float(s)
+            ideal = (
+                torch.arange(max(h, w), dtype=torch.float64, device=c.device) + priors.offset
+            ) * float(s)
             near = ideal.to(c.dtype)
             devs.append(
                 torch.stack(
@@ -366,8 +381,12 @@ class PriorGrid:
                     continue
                 # coordinates as contiguous (A, HW) planes; in the boxes' dtype (a rounding of
                 # an extent is far below the windows' slack)
-                x0, y0, x1, y1 = p.boxes[start : start + n].reshape(-1, A, 4).permute(2, 1, 0).contiguous()
-                cx, cy = p.centers[start : start + n].reshape(-1, A, 2).permute(2, 1, 0).contiguous()
+                x0, y0, x1, y1 = (
+                    p.boxes[start : start + n].reshape(-1, A, 4).permute(2, 1, 0).contiguous()
+                )
+                cx, cy = (
+                    p.centers[start : start + n].reshape(-1, A, 2).permute(2, 1, 0).contiguous()
+                )
                 sides = torch.stack((cx - x0, cy - y0, x1 - cx, y1 - cy))  # (4, A, HW)
                 ext[lvl] = sides.amax(dim=2).t().double()
                 wb, hb = x1 - x0, y1 - y0
@@ -452,15 +471,22 @@ class PriorGrid:
         # 0 .. D - 1; distances to the nearest column (row) left / right of the window, anywhere
         u = c / s - self.offset
         left = torch.where(o > 0, (u - (o - 1)).clamp(min=0), torch.full_like(o, math.inf))
-        right = torch.where(o + win < dims, (o + win - u).clamp(min=0), torch.full_like(o, math.inf))
+        right = torch.where(
+            o + win < dims, (o + win - u).clamp(min=0), torch.full_like(o, math.inf)
+        )
         outside = torch.minimum(left, right)
         anywhere = torch.maximum(-u, u - (dims - 1)).clamp(min=0)
         bound2 = torch.minimum(
-            outside[..., 0] ** 2 + anywhere[..., 1] ** 2, outside[..., 1] ** 2 + anywhere[..., 0] ** 2
+            outside[..., 0] ** 2 + anywhere[..., 1] ** 2,
+            outside[..., 1] ** 2 + anywhere[..., 0] ** 2,
         )
         bound = bound2.sqrt() * s[..., 0]  # pixels
         kth = kth.double()
-        margin = 2 * self.tol + ABS_SLACK + REL_SLACK * (kth + c.abs().amax(dim=2) + bound.nan_to_num(posinf=0.0))
+        margin = (
+            2 * self.tol
+            + ABS_SLACK
+            + REL_SLACK * (kth + c.abs().amax(dim=2) + bound.nan_to_num(posinf=0.0))
+        )
         ok = kth * (1 + REL_SLACK) + margin < bound * (1 - REL_SLACK)
         return ok & torch.isfinite(kth) & torch.isfinite(c).all(dim=2)
 
@@ -512,7 +538,9 @@ def nearest_candidates(
         pick = k_smallest(values, k)  # (m L', k)
         kth = values.gather(1, pick).amax(dim=1).view(m, len(levels))
         unit = torch.tensor([units[lv] for lv in levels], dtype=torch.float64, device=device)
-        ok = grid.nearest_window_ok(levels, centers, origin, size, kth.double().clamp(min=0).sqrt() * unit)
+        ok = grid.nearest_window_ok(
+            levels, centers, origin, size, kth.double().clamp(min=0).sqrt() * unit
+        )
         found = idx.view(m * len(levels), n).gather(1, pick).view(m, len(levels), k)
         for j, level in enumerate(levels):
             result = found[:, j]

@@ -15,6 +15,7 @@ band within ``hi`` of every edge (:meth:`FCOSAssigner.candidate_windows`), the r
 those pairs only; ``dense=True``: on (GT chunk, R) masks (:meth:`FCOSAssigner.candidate_mask`, the
 reference; same result).
 """
+
 import math
 from typing import Optional, Sequence
 
@@ -99,7 +100,9 @@ class FCOSAssigner(BaseAssigner):
             lo = torch.maximum(lo, centers - radius)
             hi = torch.minimum(hi, centers + radius)
         if self.scale_ranges is not None:
-            ranges = [self.scale_ranges[i] if i < len(self.scale_ranges) else None for i in range(L)]
+            ranges = [
+                self.scale_ranges[i] if i < len(self.scale_ranges) else None for i in range(L)
+            ]
             top = torch.tensor(
                 [r[1] if r is not None else -math.inf for r in ranges],
                 dtype=torch.float64,
@@ -155,7 +158,9 @@ class FCOSAssigner(BaseAssigner):
         areas = gt_instances.gt_boxes.area()
         grid = self.prior_grid(priors)
         if grid is None:
-            return self.result_from_matches(gt_instances, self._match_dense(priors, gt_boxes, areas))
+            return self.result_from_matches(
+                gt_instances, self._match_dense(priors, gt_boxes, areas)
+            )
         best = BestPerPrior(len(priors), gt_boxes.device, areas.dtype)
         windows = self.candidate_windows(grid, gt_boxes)
         for gt_idx, prior_idx in pairs_in_chunks(windows, self.chunk_pairs):

@@ -5,6 +5,7 @@ Paper: "Pseudo-IoU: Improving Label Assignment in Anchor-Free Object Detection" 
 FCOS's per-level scale ranges restrict which level takes which GT (the official Pseudo-IoU code keeps
 them). No center sampling.
 """
+
 from typing import Optional, Sequence
 
 from ..registry import ASSIGNER_REGISTRY

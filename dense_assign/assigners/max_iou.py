@@ -17,6 +17,7 @@ Differences from detectron2's Matcher, both for crowded or degenerate input only
 - a GT that overlaps no anchor at all (max IoU 0, e.g. a zero-area box) gets no low-quality match;
   detectron2 would turn every anchor with IoU 0 to it into a foreground.
 """
+
 import math
 from typing import Sequence
 
@@ -76,7 +77,9 @@ class MaxIoUAssigner(BaseAssigner):
         low_quality = torch.zeros(R, dtype=torch.bool, device=gt_boxes.device)
         windows = self.overlap_windows(grid, gt_boxes, tau)
         for gt_idx, prior_idx in pairs_in_chunks(windows, self.chunk_pairs):
-            ious = pair_iou(gt_boxes.index_select(0, gt_idx), priors.boxes.index_select(0, prior_idx))
+            ious = pair_iou(
+                gt_boxes.index_select(0, gt_idx), priors.boxes.index_select(0, prior_idx)
+            )
             keep = (ious > 0).nonzero().squeeze(1)  # the dense IoU is 0 elsewhere
             gt_idx, prior_idx, ious = (x.index_select(0, keep) for x in (gt_idx, prior_idx, ious))
             best.update(prior_idx, gt_idx, ious)
@@ -168,9 +171,7 @@ class MaxIoUAssigner(BaseAssigner):
         if self.allow_low_quality_matches:
             # a prior whose IoU with some GT equals that GT's highest IoU becomes foreground,
             # matched (as in detectron2) to its own best GT
-            gt_max = torch.cat(
-                [ious_of(s, e).max(dim=1).values for s, e in chunks]
-            )
+            gt_max = torch.cat([ious_of(s, e).max(dim=1).values for s, e in chunks])
             for s, e in chunks:
                 ious = ious_of(s, e)
                 hit = (ious == gt_max[s:e, None]) & (gt_max[s:e, None] > 0)

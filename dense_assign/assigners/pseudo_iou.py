@@ -20,6 +20,7 @@ The paper's alternative metrics (Table 2) are options of the same assigner:
 ``metric="scaled_box"`` keeps points with |x - xc| < s*w/2 and |y - yc| < s*h/2 (s = threshold),
 ``metric="centerness"`` keeps points whose FCOS centerness is >= c (c = threshold).
 """
+
 import torch
 
 from ..losses.targets import centerness_targets
@@ -47,7 +48,9 @@ def pseudo_iou(points: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
 
 @ASSIGNER_REGISTRY.register()
 class PseudoIoUAssigner(InsideBoxAssigner):
-    def __init__(self, *, num_classes: int, threshold: float = PIOU_THRESHOLD, metric: str = "piou", **kwargs):
+    def __init__(
+        self, *, num_classes: int, threshold: float = PIOU_THRESHOLD, metric: str = "piou", **kwargs
+    ):
         """
         Args:
             threshold: T for "piou" (keep PIoU > T), s for "scaled_box", c for "centerness".

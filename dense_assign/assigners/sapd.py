@@ -73,6 +73,7 @@ masks instead (:meth:`SAPDAssigner.candidate_mask`). Everything after it works o
 matched points and on (M, L) tables; the feature selection net's RoIAlign of every GT on every
 level dominates the time and memory of a crowded image.
 """
+
 import logging
 import math
 from typing import List, Optional, Sequence, Tuple
@@ -422,7 +423,9 @@ class SAPDAssigner(BaseAssigner):
         best = BestPerPrior(len(priors), gt_boxes.device, area.dtype)
         has = torch.zeros(len(gt_boxes) * L, dtype=torch.bool, device=gt_boxes.device)
         for g, p in pairs_in_chunks(grid.windows(lo, hi), self.chunk_pairs):
-            inside = self.in_valid_box(priors.centers.index_select(0, p), gt_boxes.index_select(0, g))
+            inside = self.in_valid_box(
+                priors.centers.index_select(0, p), gt_boxes.index_select(0, g)
+            )
             keep = inside.nonzero().squeeze(1)
             g, p = g.index_select(0, keep), p.index_select(0, keep)
             has[g * L + priors.levels.index_select(0, p)] = True

@@ -35,6 +35,7 @@ image left without annotations            removed when the loader filters empty 
 :class:`CheckedMapper` wraps a mapper so that any error while reading or mapping an image is
 raised as :class:`ImageLoadError` naming the file and the image id.
 """
+
 import logging
 import math
 import numbers
@@ -240,7 +241,9 @@ def check_dataset_dicts(
     if not result:
         raise DatasetError(f"No images left in {where} after the dataset check")
     if total_bad == 0 and not emptied:
-        logger.info(f"Dataset check of {where}: {len(result)} images, {num_boxes} boxes, all usable")
+        logger.info(
+            f"Dataset check of {where}: {len(result)} images, {num_boxes} boxes, all usable"
+        )
     return result if (changed or emptied) else dataset_dicts
 
 

@@ -9,6 +9,7 @@ folder, flushes it to disk and renames it over the final name (``os.replace``, a
 complete checkpoint. Temporary files left by a killed process are removed by the next save.
 Remote paths (``s3://...`` through ``PathManager``) are written as fvcore does.
 """
+
 import glob
 import logging
 import os

@@ -15,9 +15,8 @@ import math
 import os
 from typing import Any, Dict, Iterable, List, Optional
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
-
 from detectron2.config import LazyConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 __all__ = [
     "ConfigError",
@@ -197,7 +196,9 @@ def clip_grad_options(cfg, config_file: str = "") -> Dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"train.clip_grad.{key}={value!r}{where} must be a number > 0")
     if not math.isfinite(options["clip_value"]):
-        raise ConfigError(f"train.clip_grad.clip_value={options['clip_value']!r}{where} must be finite")
+        raise ConfigError(
+            f"train.clip_grad.clip_value={options['clip_value']!r}{where} must be finite"
+        )
     options["enabled"] = bool(options["enabled"])
     return options
 

@@ -33,6 +33,7 @@ the checkpoints (``train_data``) and restored by ``--resume``.
 ``build_detection_train_loader``, or that sets a ``sampler``) uses detectron2's loader as
 configured, with the checked dataset and mapper, but without these guarantees.
 """
+
 import contextlib
 import json
 import logging
@@ -43,8 +44,6 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.utils.data as torchdata
-from omegaconf import DictConfig
-
 from detectron2.config import instantiate
 from detectron2.data import (
     DatasetCatalog,
@@ -54,6 +53,7 @@ from detectron2.data import (
 )
 from detectron2.utils import comm
 from detectron2.utils.registry import locate
+from omegaconf import DictConfig
 
 from ..data.checks import CheckedMapper, DatasetError, check_dataset_dicts
 from .config import OPTIONAL_KEYS, ConfigError, cfg_get, dataset_names
@@ -72,8 +72,15 @@ logger = logging.getLogger(__name__)
 
 #: ``dataloader.train`` keys that :class:`DeterministicTrainLoader` understands; another key
 #: (or a ``sampler`` / ``collate_fn`` that is not None) keeps detectron2's loader.
-_STREAM_KEYS = {"dataset", "mapper", "total_batch_size", "aspect_ratio_grouping", "num_workers",
-                "sampler", "collate_fn"}
+_STREAM_KEYS = {
+    "dataset",
+    "mapper",
+    "total_batch_size",
+    "aspect_ratio_grouping",
+    "num_workers",
+    "sampler",
+    "collate_fn",
+}
 _TORCH_LOADER_KEYS = {"prefetch_factor", "persistent_workers", "pin_memory"}
 _MAX_SUBSTITUTES = 10
 
@@ -146,8 +153,12 @@ def load_dataset(loader_node, role: str):
                     detail += _unknown_category_annotations(json_file)
                 elif dataset_num_classes([name]) is not None:
                     check_dataset_dicts(
-                        DatasetCatalog.get(name), [name], dataset_num_classes([name]),
-                        filter_empty=False, drop_bad_boxes=False, check_files=False,
+                        DatasetCatalog.get(name),
+                        [name],
+                        dataset_num_classes([name]),
+                        filter_empty=False,
+                        drop_bad_boxes=False,
+                        check_files=False,
                     )  # raises a DatasetError naming the annotations
         raise DatasetError(
             f"Cannot load the {role} dataset {names or node} ({sources}): "
@@ -391,7 +402,9 @@ def build_train_loader(cfg, num_classes: Optional[int] = None):
         return instantiate(node)
     dataset = _checked_dataset(node, "training", num_classes, training=True)
 
-    wanted = bool(cfg_get(cfg, "train.deterministic_data", OPTIONAL_KEYS["train.deterministic_data"]))
+    wanted = bool(
+        cfg_get(cfg, "train.deterministic_data", OPTIONAL_KEYS["train.deterministic_data"])
+    )
     keys = set(node.keys()) - {"_target_"}
     unsupported = sorted(
         k

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 #: Dataset names with this prefix are the project's generated datasets (``dense_assign.data``).
 SYNTHETIC_PREFIX = "synthetic_"
 
+
 def dataset_names_from_cfg(cfg) -> List[str]:
     """The dataset names of ``dataloader.{train,test}.dataset.names`` (each a string or a list),
     in order and without repeats; keys that a config does not have are skipped."""

@@ -9,12 +9,11 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
-from omegaconf import ListConfig
-
 from detectron2.config import instantiate
 from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
+from omegaconf import ListConfig
 
 from .config import cfg_get
 from .data import build_test_loader

@@ -13,7 +13,6 @@ import sys
 from typing import Any, Callable, Dict, Optional
 
 import torch
-
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger

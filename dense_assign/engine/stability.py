@@ -13,6 +13,7 @@
   AMP, after ``GradScaler`` has unscaled them (``GradScaler.step`` unscales, then calls
   ``optimizer.step``). The global norm before clipping is logged as ``grad_norm``.
 """
+
 from typing import Dict, List, Mapping
 
 import torch
@@ -21,8 +22,13 @@ from detectron2.utils import comm
 
 from ..losses.dense_loss import put_scalar
 
-__all__ = ["NonFiniteLossError", "FiniteLossCheck", "non_finite_losses", "check_losses_finite",
-           "add_gradient_clipping"]
+__all__ = [
+    "NonFiniteLossError",
+    "FiniteLossCheck",
+    "non_finite_losses",
+    "check_losses_finite",
+    "add_gradient_clipping",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -100,7 +106,9 @@ def add_gradient_clipping(optimizer: torch.optim.Optimizer, options: Dict) -> to
     base = type(optimizer)
 
     def params():
-        return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return [
+            p for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+        ]
 
     class ClippingOptimizer(base):
         def step(self, *args, **kwargs):

@@ -6,8 +6,6 @@ import os
 from typing import Any, Callable, Dict, List
 
 import torch
-from omegaconf import OmegaConf
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
@@ -15,6 +13,7 @@ from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from detectron2.utils.file_io import PathManager
+from omegaconf import OmegaConf
 
 from .checkpoint import AtomicCheckpointer
 from .config import OPTIONAL_KEYS, cfg_get, clip_grad_options, device_of, instantiate_checked
@@ -135,16 +134,20 @@ def build_hooks(cfg, checkpointer, eval_function: Callable[[], Dict]) -> List[An
     return [
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-        hooks.PeriodicCheckpointer(checkpointer, **_as_dict(cfg.train.checkpointer))
-        if main
-        else None,
+        (
+            hooks.PeriodicCheckpointer(checkpointer, **_as_dict(cfg.train.checkpointer))
+            if main
+            else None
+        ),
         hooks.EvalHook(cfg_get(cfg, "train.eval_period", 0), eval_function),
-        hooks.PeriodicWriter(
-            build_writers(cfg),
-            period=cfg_get(cfg, "train.log_period", 20),
-        )
-        if main
-        else None,
+        (
+            hooks.PeriodicWriter(
+                build_writers(cfg),
+                period=cfg_get(cfg, "train.log_period", 20),
+            )
+            if main
+            else None
+        ),
     ]
 
 

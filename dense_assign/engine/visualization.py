@@ -7,15 +7,14 @@ import os
 from typing import Iterator, List, Optional
 
 import torch
-from PIL import Image
-from torch.nn.parallel import DataParallel, DistributedDataParallel
-
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.evaluation.evaluator import inference_context
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.visualizer import Visualizer
+from PIL import Image
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from .config import cfg_get, dataset_names
 

@@ -7,6 +7,7 @@ For a batch (or a whole dataset, by accumulating :func:`assignment_counts`):
   ``scale * stride`` square at the point, so the number compares runs of one prior layout only).
 The detector puts them into detectron2's EventStorage as ``assign/*`` (metrics.json, TensorBoard).
 """
+
 from typing import Dict, List
 
 import torch

@@ -17,6 +17,7 @@ A learnable per-level ``Scale`` multiplies the box output (FCOS / ATSS). Module 
 (``cls_subnet``, ``bbox_subnet``, ``cls_score``, ``bbox_pred``) match detectron2's
 ``RetinaNetHead`` so its weights load directly.
 """
+
 import math
 from typing import List, Sequence
 
@@ -83,11 +84,15 @@ class DenseHead(nn.Module):
             raise ValueError("model.head.input_shape must list one ShapeSpec per pyramid level")
         channels = {s.channels for s in input_shape}
         if len(channels) != 1:
-            raise ValueError(f"model.head.input_shape: all levels need the same channels, got {channels}")
+            raise ValueError(
+                f"model.head.input_shape: all levels need the same channels, got {channels}"
+            )
         if len(conv_dims) < 1:
             raise ValueError("model.head.conv_dims must have at least one layer (tower depth >= 1)")
         if quality not in QUALITY_BRANCHES:
-            raise ValueError(f"model.head.quality={quality!r}; allowed: {', '.join(QUALITY_BRANCHES)}")
+            raise ValueError(
+                f"model.head.quality={quality!r}; allowed: {', '.join(QUALITY_BRANCHES)}"
+            )
         if quality_tower not in ("box", "cls"):
             raise ValueError(f"model.head.quality_tower={quality_tower!r}; allowed: box, cls")
         if not 0.0 < prior_prob < 1.0:

@@ -28,6 +28,7 @@ Logged (detectron2 EventStorage): ``autoassign/bag_prob`` (mean positive bag pro
 ``autoassign/max_pos_weight`` (mean over GTs of the largest w+), ``autoassign/pairs_per_gt``,
 ``autoassign/center_prior_sum`` (the negative normalizer), ``autoassign/gt_fallback``.
 """
+
 from typing import List
 
 import torch

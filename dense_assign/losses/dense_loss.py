@@ -20,6 +20,7 @@ positives, and the positive count becomes the sum of those weights.
 An image without positives gives zero box / quality losses that still reach every output of the
 head (``0 * pred.sum()``), so DDP sees every parameter used.
 """
+
 import math
 from typing import List, Optional
 
@@ -82,8 +83,12 @@ class DenseLoss(nn.Module):
             raise ValueError(f"model.loss.focal_alpha must be <= 1, got {focal_alpha}")
         if focal_gamma < 0:
             raise ValueError(f"model.loss.focal_gamma must be >= 0, got {focal_gamma}")
-        for key, value in (("cls_weight", cls_weight), ("box_weight", box_weight),
-                           ("quality_weight", quality_weight), ("smooth_l1_beta", smooth_l1_beta)):
+        for key, value in (
+            ("cls_weight", cls_weight),
+            ("box_weight", box_weight),
+            ("quality_weight", quality_weight),
+            ("smooth_l1_beta", smooth_l1_beta),
+        ):
             if value < 0 or not math.isfinite(value):
                 raise ValueError(f"model.loss.{key} must be a finite value >= 0, got {value}")
         if not 0.0 <= ema_momentum < 1.0 or ema_init <= 0:
@@ -150,9 +155,11 @@ class DenseLoss(nn.Module):
         if any(a.pos_weights is not None for a in assignments):
             weights = torch.stack(
                 [
-                    a.pos_weights
-                    if a.pos_weights is not None
-                    else torch.ones_like(a.labels, dtype=torch.float32)
+                    (
+                        a.pos_weights
+                        if a.pos_weights is not None
+                        else torch.ones_like(a.labels, dtype=torch.float32)
+                    )
                     for a in assignments
                 ]
             )

@@ -1,4 +1,5 @@
 """Quality targets: FCOS centerness and the IoU of a decoded box with its GT."""
+
 import torch
 from torch import Tensor
 
@@ -15,7 +16,9 @@ def centerness_targets(points: Tensor, gt_boxes: Tensor) -> Tensor:
     b = gt_boxes[:, 3] - points[:, 1]
     lr = torch.stack((l, r), dim=1)
     tb = torch.stack((t, b), dim=1)
-    ratio = (lr.min(dim=1).values / lr.max(dim=1).values) * (tb.min(dim=1).values / tb.max(dim=1).values)
+    ratio = (lr.min(dim=1).values / lr.max(dim=1).values) * (
+        tb.min(dim=1).values / tb.max(dim=1).values
+    )
     return torch.sqrt(ratio.clamp(min=0))
 
 

@@ -4,6 +4,7 @@ backbone (ResNet-FPN, P3-P7) -> DenseHead -> priors -> assigner -> loss module; 
 function, per-level top-k, box decoding, batched NMS. Everything method-specific lives in the parts
 (assigner, head quality branch, loss, score function), never in this class.
 """
+
 import logging
 from typing import List, Optional
 
@@ -16,10 +17,10 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
-from ..registry import ASSIGNER_REGISTRY, DENSE_HEAD_REGISTRY, build_from_registry
-from ..structures import AssignResult, DensePredictions, Priors
 from ..evaluation.assignment_stats import assignment_statistics
 from ..losses.dense_loss import put_scalar
+from ..registry import ASSIGNER_REGISTRY, DENSE_HEAD_REGISTRY, build_from_registry
+from ..structures import AssignResult, DensePredictions, Priors
 from .scoring import SCORE_FUNCTIONS, compute_scores, needs_quality
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,10 @@ def point_prior_generator(strides=(8, 16, 32, 64, 128), offset: float = 0.5, sca
     ``Box2BoxTransformLinear(normalize_by_size=True)`` divides the (l, t, r, b) targets by.
     """
     return DefaultAnchorGenerator(
-        sizes=[[scale * s] for s in strides], aspect_ratios=[1.0], strides=list(strides), offset=offset
+        sizes=[[scale * s] for s in strides],
+        aspect_ratios=[1.0],
+        strides=list(strides),
+        offset=offset,
     )
 
 
@@ -89,7 +93,9 @@ class OneStageDetector(DenseDetector):
                 num_classes=num_classes,
                 num_anchors=prior_generator.num_cell_anchors[0],
             )
-        super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        super().__init__(
+            backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std
+        )
         self.num_classes = num_classes
         self.prior_generator = prior_generator
         self.box2box_transform = box2box_transform
@@ -199,10 +205,14 @@ class OneStageDetector(DenseDetector):
         )
 
     # ------------------------------------------------------------------ training
-    def assign(self, priors: Priors, preds: DensePredictions, gt_instances, image_sizes) -> List[AssignResult]:
+    def assign(
+        self, priors: Priors, preds: DensePredictions, gt_instances, image_sizes
+    ) -> List[AssignResult]:
         aware = getattr(self.assigner, "prediction_aware", False)
         return [
-            self.assigner(priors, gt, predictions=preds.image(i) if aware else None, image_size=size)
+            self.assigner(
+                priors, gt, predictions=preds.image(i) if aware else None, image_size=size
+            )
             for i, (gt, size) in enumerate(zip(gt_instances, image_sizes))
         ]
 
@@ -341,5 +351,7 @@ class OneStageDetector(DenseDetector):
         )
 
     def _nms(self, pred: Instances) -> Instances:
-        keep = batched_nms(pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh)
+        keep = batched_nms(
+            pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh
+        )
         return pred[keep[: self.max_detections_per_image]]

@@ -16,6 +16,7 @@ name                              gate (thresholded)         score (ranked, kept
 ================================  =========================  ====================  ==========================
 Ranking ``sqrt(cls * q)`` equals ranking ``cls * q`` (official FCOS ranks by the product).
 """
+
 from typing import Optional, Tuple
 
 import torch

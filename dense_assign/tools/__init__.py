@@ -10,9 +10,10 @@ This module holds what several tools share: loading a config and a model through
 :mod:`dense_assign.engine`, mapping dataset images as the network sees them, and running a
 detector's own label assignment (:meth:`OneStageDetector.assign`) on one image.
 """
+
+import argparse
 import contextlib
 import copy
-import argparse
 import logging
 import os
 from dataclasses import dataclass

@@ -18,6 +18,7 @@ Prediction-aware assigners use the model's predictions: ``--checkpoint`` for a t
 else the random initialization's. AutoAssign's positives here are its hard labels (each candidate
 point takes the GT of its largest w+), which only analysis uses.
 """
+
 import argparse
 import dataclasses
 import logging
@@ -29,12 +30,12 @@ import torch
 
 from . import (
     ToolError,
+    add_overrides_arg,
     assign_image,
     iter_mapped_inputs,
     load_model,
     load_tool_config,
     resolve_dataset,
-    add_overrides_arg,
     run_cli,
     tool_parser,
     write_json,
@@ -44,9 +45,9 @@ logger = logging.getLogger("dense_assign.tools.analyze_assignment")
 
 #: COCO's area ranges (pycocotools ``areaRng``): small < 32^2 <= medium < 96^2 <= large.
 SIZE_BUCKETS = (
-    ("small", 0.0, 32.0 ** 2),
-    ("medium", 32.0 ** 2, 96.0 ** 2),
-    ("large", 96.0 ** 2, float("inf")),
+    ("small", 0.0, 32.0**2),
+    ("medium", 32.0**2, 96.0**2),
+    ("large", 96.0**2, float("inf")),
 )
 BUCKETS = tuple(b[0] for b in SIZE_BUCKETS) + ("all",)
 

@@ -36,6 +36,7 @@ call, recorded by ``torch.profiler.profile(profile_memory=True)`` in a separate 
 Both count tensors only (what the call allocates beyond its inputs), not the allocator's cache
 or the process's other memory.
 """
+
 import argparse
 import contextlib
 import copy
@@ -343,8 +344,9 @@ def dense_assign_cases(
     priors at (k + 0.5) * stride when no config uses it); with ``with_dense``, each also as its
     dense reference (``dense=True``: GT chunks x all priors instead of candidate windows), in a
     row named ``"<assigner> (dense)"``."""
-    import dense_assign.modeling  # noqa: F401  (registers every assigner)
     from detectron2.config import instantiate
+
+    import dense_assign.modeling  # noqa: F401  (registers every assigner)
 
     from ..assigners.candidates import PriorGrid
     from ..meta_arch import point_prior_generator
@@ -618,7 +620,7 @@ def _model_row(case, fn, device, args) -> Dict:
 
 # ----------------------------------------------------------------------------- report
 def _mb(nbytes: Optional[int]) -> Optional[float]:
-    return None if nbytes is None else nbytes / 2 ** 20
+    return None if nbytes is None else nbytes / 2**20
 
 
 def _f(value, pattern: str) -> str:
@@ -814,16 +816,20 @@ def run(args) -> Dict:
 
     results = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else (platform.processor() or platform.machine()),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else (platform.processor() or platform.machine())
+        ),
         "torch": torch.__version__,
         "detectron2": detectron2.__version__,
         "threads": torch.get_num_threads(),
         "parts": parts,
-        "memory_method": (CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD)
-        if args.memory
-        else "not measured (--no-memory)",
+        "memory_method": (
+            (CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD)
+            if args.memory
+            else "not measured (--no-memory)"
+        ),
         "detectron2_fcos_matching": detectron2_fcos_matching_method(),
     }
     if "assign" in parts:

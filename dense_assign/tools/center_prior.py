@@ -13,6 +13,7 @@ cross marks mu (where the prior peaks), the dashed ellipse is 1 sigma, the dotte
 unit cell of one stride. The class names come from the metadata of the config's first training
 dataset. It also writes ``<output>.json`` (mu, sigma per class) and logs the same as a table.
 """
+
 import logging
 import math
 import os
@@ -44,10 +45,15 @@ def learned_center_priors(assigner) -> Dict[str, torch.Tensor]:
         )
     if mode == "none":
         raise ToolError("the config's assigner has center_prior='none': there is nothing to draw")
-    return {"mu": assigner.mu.detach().cpu().float(), "sigma": assigner.sigma.detach().cpu().float()}
+    return {
+        "mu": assigner.mu.detach().cpu().float(),
+        "sigma": assigner.sigma.detach().cpu().float(),
+    }
 
 
-def prior_map(mu: torch.Tensor, sigma: torch.Tensor, extent: float, size: int = 121) -> torch.Tensor:
+def prior_map(
+    mu: torch.Tensor, sigma: torch.Tensor, extent: float, size: int = 121
+) -> torch.Tensor:
     """G on a (size, size) grid of offsets in [-extent, extent] strides (rows: y, columns: x)."""
     t = torch.linspace(-extent, extent, size)
     gx = torch.exp(-((t - mu[0]) ** 2) / (2 * sigma[0] ** 2))
@@ -95,8 +101,13 @@ def draw_center_priors(params, names, extent: float, path: str, title: str) -> N
         )
         ax.add_patch(
             Ellipse(
-                (float(mu[0]), float(mu[1])), 2 * float(sigma[0]), 2 * float(sigma[1]),
-                fill=False, linestyle="--", color="cyan", linewidth=1.2,
+                (float(mu[0]), float(mu[1])),
+                2 * float(sigma[0]),
+                2 * float(sigma[1]),
+                fill=False,
+                linestyle="--",
+                color="cyan",
+                linewidth=1.2,
             )
         )
         ax.add_patch(

@@ -23,6 +23,7 @@ method has one:
 Prediction-aware assigners (AutoAssign, SAPD) use the model's predictions: with ``--checkpoint``
 the trained weights', otherwise the randomly initialized model's, which the title says.
 """
+
 import argparse
 import logging
 import math
@@ -35,12 +36,12 @@ import torch
 
 from . import (
     ToolError,
+    add_overrides_arg,
     assign_image,
     iter_mapped_inputs,
     load_model,
     load_tool_config,
     resolve_dataset,
-    add_overrides_arg,
     run_cli,
     tool_parser,
 )
@@ -160,7 +161,7 @@ def _marker_area(stride: float, scale: float, weight: torch.Tensor) -> np.ndarra
     """scatter() marker areas (pt^2): a disc of ~0.6 stride on screen (2.5 to 24 pt wide),
     scaled by the weight."""
     diameter_pt = min(max(0.6 * stride * scale * 72.0 / DPI, 2.5), 24.0)
-    return (diameter_pt ** 2 * (0.2 + 0.8 * weight)).numpy()
+    return (diameter_pt**2 * (0.2 + 0.8 * weight)).numpy()
 
 
 def draw(

@@ -5,7 +5,6 @@ batch 2, 6 iterations from scratch. ``import dense_assign.data`` (done by train_
 ``synthetic_tiny_{train,val}``; they are generated under ``$DETECTRON2_DATASETS`` (default
 ``./datasets``) on first use.
 """
-from omegaconf import OmegaConf
 
 import detectron2.data.transforms as T
 from detectron2 import model_zoo
@@ -20,6 +19,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.layers import ShapeSpec
 from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import CosineParamScheduler
+from omegaconf import OmegaConf
 
 from dense_assign.model_zoo import get_config
 

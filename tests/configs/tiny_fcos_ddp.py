@@ -2,6 +2,7 @@
 GroupNorm instead of BatchNorm in the backbone (BatchNorm statistics depend on how the batch is
 split over processes) and every image resized to 128 x 192 (so that images are padded alike
 whether they are in one batch or in two)."""
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 

@@ -16,6 +16,8 @@ dataloader.train.mapper.augmentations = [
 dataloader.train.total_batch_size = 4
 dataloader.train.num_workers = 2
 dataloader.test.dataset.names = "synthetic_shapes_val"
-dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=320, max_size=480)]
+dataloader.test.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=320, max_size=480)
+]
 dataloader.test.num_workers = 2
 dataloader.evaluator = L(COCOEvaluator)(dataset_name="${..test.dataset.names}", use_fast_impl=False)

@@ -14,5 +14,7 @@ dataloader.train.mapper.augmentations = [
     L(T.RandomFlip)(horizontal=True),
 ]
 dataloader.test.dataset.names = "voc_2007_test"
-dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=600, max_size=1000)]
+dataloader.test.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=600, max_size=1000)
+]
 dataloader.evaluator = L(PascalVOCDetectionEvaluator)(dataset_name="${..test.dataset.names}")

@@ -23,7 +23,9 @@ model = L(OneStageDetector)(
         in_features=["res3", "res4", "res5"],
         out_channels=256,
         # P6/P7 from P5 (FCOS imprv, Sec. 2.2 of arXiv 2006.09214)
-        top_block=L(LastLevelP6P7)(in_channels=256, out_channels="${..out_channels}", in_feature="p5"),
+        top_block=L(LastLevelP6P7)(
+            in_channels=256, out_channels="${..out_channels}", in_feature="p5"
+        ),
     ),
     head=L(DenseHead)(
         input_shape=[ShapeSpec(channels=256)] * 5,
