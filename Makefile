@@ -7,7 +7,7 @@ DEMO_CONFIG ?= configs/Synthetic-Converge/fcos_R_18_FPN.py
 DEMO_OUTPUT ?= output/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-long compare compare-ablations benchmark visualize clean-output
+.PHONY: install demo test test-long lint compare compare-ablations benchmark visualize clean-output
 
 install: $(STAMP)
 
@@ -22,6 +22,20 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests -m "not long" $(PYTEST_ARGS)
+
+# black and isort (settings in pyproject.toml) in a venv of their own: detectron2 v0.6 pins an old
+# black that does not run with today's click.
+LINT_VENV ?= .venv-lint
+LINT_PATHS := dense_assign tests configs train_net.py setup.py
+$(LINT_VENV)/.ready:
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install -q --disable-pip-version-check 'black==26.10.1' 'isort==9.0.2'
+	touch $@
+
+lint: $(LINT_VENV)/.ready
+	$(LINT_VENV)/bin/black --check -q $(LINT_PATHS)
+	$(LINT_VENV)/bin/isort --check-only -q $(LINT_PATHS)
+	@echo "lint: black and isort clean"
 
 test-long: $(STAMP)
 	$(PY) -m pytest tests -m long $(PYTEST_ARGS)
