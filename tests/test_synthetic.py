@@ -239,9 +239,12 @@ def test_builtin_registration():
     import dense_assign.data as data
 
     registered = set(DatasetCatalog.list())
-    for name in ("synthetic_shapes", "synthetic_crowded", "synthetic_tiny"):
+    for name in ("synthetic_shapes", "synthetic_crowded", "synthetic_small", "synthetic_tiny"):
         for suffix in ("_train", "_val", "_voc_train", "_voc_val"):
             assert name + suffix in registered
+    # the converging benchmark's data: its four classes, which its configs' num_classes matches
+    small = MetadataCatalog.get("synthetic_small_train")
+    assert small.thing_classes == ["triangle", "ring", "cross", "bar"]
     meta = MetadataCatalog.get("synthetic_shapes_train")
     assert meta.evaluator_type == "coco"
     assert meta.thing_classes == list(SYNTHETIC_CLASSES)

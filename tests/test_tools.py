@@ -411,6 +411,16 @@ def test_compare_collect_only_groups_seed_folders(tmp_path):
     for seed, ap in ((0, 10.0), (1, 12.0)):
         _fake_run(tmp_path / "runs" / "fcos_R_18_FPN" / f"seed{seed}", ap, [0.5], [19])
     _fake_run(tmp_path / "runs" / "plain", 3.0, [0.5], [19])
+    for seed, per_gt in ((0, 4.0), (1, 6.0)):  # the assignment statistics of the last log line
+        stats = {
+            "iteration": 19,
+            "assign/pos_per_gt_mean": per_gt,
+            "assign/pos_frac_level0": 0.75,
+            "assign/pos_frac_level1": 0.25,
+            "assign/gt_without_pos_frac": 0.1,
+        }
+        with open(tmp_path / "runs" / "fcos_R_18_FPN" / f"seed{seed}" / "metrics.json", "a") as f:
+            f.write(json.dumps(stats) + "\n")
     dirs = sorted(str(p) for p in (tmp_path / "runs").glob("fcos_R_18_FPN/seed*"))
     paths = compare.main(
         ["--collect-only", *dirs, str(tmp_path / "runs" / "plain"), "--output", str(tmp_path / "o")]
@@ -424,7 +434,10 @@ def test_compare_collect_only_groups_seed_folders(tmp_path):
     fcos = report["configs_summary"][0]
     assert fcos["n"] == 2 and fcos["AP"] == pytest.approx(11.0)
     assert fcos["AP_std"] == pytest.approx(2**0.5)
-    assert "| fcos_R_18_FPN | 2 | 11.0 ± 1.4 |" in Path(paths["md"]).read_text()
+    md = Path(paths["md"]).read_text()
+    assert "| fcos_R_18_FPN | 2 | 11.0 ± 1.4 |" in md
+    assert "| fcos_R_18_FPN | 5.0 | 10 | 75 | 25 | - | - | - |" in md  # assignment table
+    assert "| plain | - | - | - | - | - | - | - |" in md
 
 
 def test_compare_collect_only_names_missing_file(tmp_path, capsys):

@@ -65,6 +65,12 @@ METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESULTS_FILE = "final_results.json"
 METRICS_FILE = "metrics.json"
 RUN_FILE = "compare_run.json"
+#: Assignment statistics the detector logs (README "Using train_net.py"), reported per config: the
+#: positives per GT, the fraction of GTs left without a positive, and the share of the positives
+#: on each pyramid level (P3 ... P7).
+ASSIGN_STATS = ("assign/pos_per_gt_mean", "assign/gt_without_pos_frac") + tuple(
+    f"assign/pos_frac_level{i}" for i in range(5)
+)
 WORKER_FLAG = "--train-one"
 
 
@@ -109,10 +115,17 @@ def read_train_time(run_dir: str) -> Dict[str, Optional[float]]:
     """Training time from ``<run_dir>/metrics.json`` (detectron2's JSONWriter lines): each
     training line's ``time`` (seconds per iteration, median over its window) counts for the
     iterations since the previous training line. Also the learning curve: ``ap_curve``, the
-    ``bbox/AP`` of every evaluation as [iteration + 1, AP]. Missing file: None values (with a
+    ``bbox/AP`` of every evaluation as [iteration + 1, AP]; and ``assign``, the last logged values
+    of the assignment statistics :data:`ASSIGN_STATS`. Missing file: None values (with a
     warning)."""
     path = os.path.join(run_dir, METRICS_FILE)
-    out = {"iterations": None, "train_time_s": None, "s_per_iter": None, "ap_curve": []}
+    out = {
+        "iterations": None,
+        "train_time_s": None,
+        "s_per_iter": None,
+        "ap_curve": [],
+        "assign": {},
+    }
     if not os.path.isfile(path):
         logger.warning(f"{path} not found: no training time for this run")
         return out
@@ -129,6 +142,9 @@ def read_train_time(run_dir: str) -> Dict[str, Optional[float]]:
                 points[int(entry["iteration"])] = float(entry["time"])
             if "bbox/AP" in entry and "iteration" in entry:
                 out["ap_curve"].append([int(entry["iteration"]) + 1, float(entry["bbox/AP"])])
+            stats = {k: v for k, v in entry.items() if k in ASSIGN_STATS}
+            if stats:
+                out["assign"] = stats  # the last logged values
     if not points:
         return out
     total, previous = 0.0, -1
@@ -214,6 +230,8 @@ def aggregate(rows: Sequence[Dict]) -> List[Dict]:
         for key in METRICS + ("wall_s", "train_time_s", "s_per_iter", "iterations"):
             mean, std, _ = mean_std([r.get(key) for r in ok])
             entry[key], entry[f"{key}_std"] = mean, std
+        for key in ASSIGN_STATS:
+            entry[key] = mean_std([(r.get("assign") or {}).get(key) for r in ok])[0]
         curves = [dict((int(i), ap) for i, ap in r.get("ap_curve") or []) for r in ok]
         common = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
         entry["ap_curve"] = [[i, mean_std([c[i] for c in curves])[0]] for i in common]
@@ -260,6 +278,21 @@ def summary_table(groups: Sequence[Dict]) -> str:
         cells = [g["name"], seeds] + [_pm(g[m], g[f"{m}_std"]) for m in METRICS]
         curve = ", ".join(f"{ap:.1f} @{i}" for i, ap in g.get("ap_curve") or []) or "-"
         cells += [curve, _fmt(g.get("wall_s"), "{:.0f}"), _fmt(g.get("s_per_iter"), "{:.3f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def assignment_table(groups: Sequence[Dict]) -> str:
+    """One line per config: the assignment statistics at the end of training (mean over seeds)."""
+    head = ["config", "positives per GT", "GTs without positive (%)"]
+    head += [f"positives on P{i + 3} (%)" for i in range(5)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        pct = [g.get("assign/gt_without_pos_frac")] + [
+            g.get(f"assign/pos_frac_level{i}") for i in range(5)
+        ]
+        cells = [g["name"], _fmt(g.get("assign/pos_per_gt_mean"))]
+        cells += [_fmt(None if v is None else 100 * v, "{:.0f}") for v in pct]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -334,6 +367,11 @@ def write_report(rows: Sequence[Dict], output: str, meta: Dict) -> Dict[str, str
             "\nAP in %, bbox task of final_results.json (std: sample standard deviation over the "
             "seeds); train time from metrics.json (sum of per-iteration times over the logged "
             "windows); wall: the whole run (start, training, evaluation) as compare timed it.\n"
+        )
+        f.write(
+            "\n## Assignment at the end of training (mean over seeds)\n\n"
+            "The detector's assign/* statistics of the last logged iteration (detectron2's median "
+            f"over the last log period).\n\n{assignment_table(groups)}\n"
         )
     claims = evaluate_claims(groups)
     if claims:
