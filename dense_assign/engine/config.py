@@ -10,10 +10,11 @@ first. A key may be new only when that is legitimate:
 * it is written with hydra's ``+`` prefix (``+train.my_key=1``), which says "add this key".
 """
 
+import copy
 import logging
 import math
 import os
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from detectron2.config import LazyConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -141,6 +142,23 @@ def apply_overrides(cfg, overrides: Optional[Iterable[str]], config_file: str = 
     return LazyConfig.apply_overrides(cfg, checked)
 
 
+#: Config files executed in this process: (real path, mtime_ns, size) -> the loaded config.
+_LOADED_CONFIGS: Dict[Tuple[str, int, int], Any] = {}
+
+
+def _load_once(config_file: str):
+    """``LazyConfig.load``, executing each config file once per process (a copy of the result is
+    returned on later calls, a new one after the file changes). train_net.py loads the config to
+    check it before it starts the training processes, and again in the training process; a config
+    file with side effects, such as ``register_coco_instances(...)`` the plain detectron2 way,
+    would otherwise run them twice and fail with "Dataset ... is already registered"."""
+    st = os.stat(config_file)
+    key = (os.path.realpath(config_file), st.st_mtime_ns, st.st_size)
+    if key not in _LOADED_CONFIGS:
+        _LOADED_CONFIGS[key] = LazyConfig.load(config_file)
+    return copy.deepcopy(_LOADED_CONFIGS[key])
+
+
 def load_config(config_file: str, overrides: Optional[Iterable[str]] = None):
     """Load a LazyConfig file (``.py``, or a ``.yaml`` written by ``LazyConfig.save`` such as the
     ``config.yaml`` of an output directory) and apply command-line overrides.
@@ -158,7 +176,7 @@ def load_config(config_file: str, overrides: Optional[Iterable[str]] = None):
             f"Config file {config_file} is not a LazyConfig: expected a python (.py) config file "
             "(or a .yaml written by LazyConfig.save)"
         )
-    cfg = LazyConfig.load(config_file)
+    cfg = _load_once(config_file)
     missing = [k for k in _REQUIRED_TOP_KEYS if k not in cfg]
     if missing:
         raise ConfigError(
