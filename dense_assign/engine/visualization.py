@@ -11,6 +11,7 @@ from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.evaluation.evaluator import inference_context
+from detectron2.layers import batched_nms
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image
@@ -33,6 +34,11 @@ logger = logging.getLogger(__name__)
 PREDICTIONS_DIR = "predictions"
 #: Predictions with a score at or below this are not drawn.
 VIS_SCORE_THRESHOLD = 0.3
+#: Of the predictions that overlap by more than this IoU, whatever their class, only the highest
+#: scoring one is drawn, and at most VIS_MAX_DETECTIONS an image, so the picture shows what the
+#: detector found rather than its duplicates.
+VIS_NMS_THRESHOLD = 0.5
+VIS_MAX_DETECTIONS = 20
 
 
 def _iter_raw_and_mapped(cfg, num_images: int):
@@ -110,7 +116,8 @@ def visualize_predictions(
 ) -> List[str]:
     """Write ``num_images`` test images as PNG into ``output_dir`` (default
     ``<train.output_dir>/predictions``): the ground truth on the left (when the test set has
-    annotations) and the model's predictions with a score above ``score_threshold`` on the right,
+    annotations) and the model's predictions with a score above ``score_threshold`` on the right
+    (after class-agnostic NMS at :data:`VIS_NMS_THRESHOLD`, at most :data:`VIS_MAX_DETECTIONS`),
     drawn by detectron2's ``Visualizer`` (:func:`draw_gt_and_predictions`). Class names come from
     the metadata of the first test dataset. Runs in the calling process only. Returns the written
     paths."""
@@ -131,6 +138,14 @@ def visualize_predictions(
                 break
             instances = outputs["instances"].to("cpu")
             instances = instances[instances.scores > score_threshold]
+            # One box a place: class-agnostic NMS for the picture only (the evaluation keeps all).
+            keep = batched_nms(
+                instances.pred_boxes.tensor,
+                instances.scores,
+                torch.zeros_like(instances.pred_classes),
+                VIS_NMS_THRESHOLD,
+            )
+            instances = instances[keep[:VIS_MAX_DETECTIONS]]
             # Draw on the original image; the outputs are in its coordinates (height/width).
             image = read_image(inputs["file_name"], format="RGB")
             drawn = draw_gt_and_predictions(image, raw, instances, metadata)

@@ -6,7 +6,8 @@ were run. Each claim compares config ``a`` with config ``b`` on one metric, with
 * ``greater``: the paper says ``a`` beats ``b``. The difference d = mean(a) - mean(b) has the
   standard error se = sqrt(std(a)^2 / n(a) + std(b)^2 / n(b)); the verdict is *reproduced* when
   d > 2 se, *reversed* when d < -2 se, *within noise* otherwise.
-* ``not_worse``: ``a`` matches or beats ``b``: *reproduced* unless d < -2 se (*reversed*).
+* ``not_worse``: ``a`` matches or beats ``b``: *reproduced* when d >= 0, *reversed* when
+  d < -2 se, *within noise* between (a matching that the seeds cannot tell from a small loss).
 * ``close``: ``a`` and ``b`` are within ``tolerance`` AP of each other: *reproduced* when
   |d| <= tolerance, *not reproduced* otherwise.
 * ``gain_larger``: ``a`` gains more over ``b`` on ``metric`` than on ``other_metric``; the
@@ -163,7 +164,7 @@ def evaluate_claim(claim: Claim, ga: Dict, gb: Dict) -> Dict:
     elif claim.kind in ("greater", "gain_larger"):
         verdict = "reproduced" if d > 2 * se else ("reversed" if d < -2 * se else "within noise")
     elif claim.kind == "not_worse":
-        verdict = "reversed" if d < -2 * se else "reproduced"
+        verdict = "reproduced" if d >= 0 else ("reversed" if d < -2 * se else "within noise")
     else:
         raise ValueError(f"unknown claim kind {claim.kind!r}")
     return {**asdict(claim), "difference": d, "stderr": se, "verdict": verdict}
