@@ -441,6 +441,39 @@ def test_visualize_predictions_draws_scores_above_threshold(tmp_path):
     assert engine.visualize_predictions(cfg, model, 0) == []
 
 
+def test_prediction_images_draw_one_box_a_place(tmp_path, monkeypatch):
+    """Overlapping detections (IoU > 0.5) are drawn once, whatever their classes: the highest."""
+    from detectron2.config import LazyCall as L
+    from detectron2.structures import Boxes, Instances
+    from omegaconf import OmegaConf
+
+    from dense_assign.engine import visualization
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.full((40, 60, 3), 255, dtype=np.uint8)).save(path)
+
+    class FakeDetector(torch.nn.Module):
+        def forward(self, batch):
+            inst = Instances((40, 60))
+            boxes = [[5.0, 5.0, 30.0, 30.0], [6.0, 6.0, 31.0, 31.0], [40.0, 5.0, 55.0, 35.0]]
+            inst.pred_boxes = Boxes(torch.tensor(boxes))
+            inst.scores = torch.tensor([0.8, 0.9, 0.7])
+            inst.pred_classes = torch.tensor([0, 1, 2])
+            return [{"instances": inst}]
+
+    drawn = []
+    real = visualization.draw_gt_and_predictions
+    monkeypatch.setattr(
+        visualization,
+        "draw_gt_and_predictions",
+        lambda image, raw, inst, meta: drawn.append(inst) or real(image, raw, inst, meta),
+    )
+    cfg = OmegaConf.create({"train": {"output_dir": str(tmp_path / "out")}, "dataloader": {}})
+    cfg.dataloader.test = L(_fake_test_loader)(files=[str(path)])
+    engine.visualize_predictions(cfg, FakeDetector(), 1)
+    assert sorted(drawn[0].pred_classes.tolist()) == [1, 2]  # class 0 lies under class 1
+
+
 def test_prediction_images_show_ground_truth_beside_predictions():
     """Two panels, ground truth (its box drawn) | predictions, scaled to VIS_MIN_SIDE."""
     from detectron2.data import MetadataCatalog
