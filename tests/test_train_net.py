@@ -98,6 +98,8 @@ def test_train_writes_checkpoints_metrics_and_final_results(trained, datasets_ro
     for name in ("model_0000002.pth", "model_0000005.pth", "model_final.pth", "config.yaml"):
         assert (out / name).is_file(), name
     assert (out / "last_checkpoint").read_text().strip() == "model_final.pth"
+    log = (out / "log.txt").read_text()
+    assert "Contents of args.config_file" in log and "\x1b[" not in log  # no ANSI colour codes
     assert checkpoint_iteration(out / "model_0000002.pth") == 2
     assert checkpoint_iteration(out / "model_final.pth") == MAX_ITER - 1
     assert "vis_predictions: 2" in (out / "config.yaml").read_text()

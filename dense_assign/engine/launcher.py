@@ -13,7 +13,9 @@ import sys
 from typing import Any, Callable, Dict, Optional
 
 import torch
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import defaults as d2_defaults
+from detectron2.engine import launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -131,12 +133,22 @@ def _prepare_environment(cfg, num_local_processes: int) -> Dict[str, str]:
     return changed
 
 
+def _plain_config_text(code, filename):
+    """Stands for detectron2's ``engine.defaults._highlight``: the config text as it is. The
+    highlighted version carries ANSI colour codes, which ``default_setup`` also writes into
+    ``log.txt``."""
+    return code
+
+
 def setup(args):
     """Per-process setup: load the config with the command-line overrides, ``default_setup``
     (logger, environment info, ``config.yaml`` in the output directory, seed), the project's
     logger and the CPU thread count. Returns the config."""
     import_project_modules()
     cfg = load_config(args.config_file, args.opts)
+    # detectron2 (v0.6 and main) logs the config file through _highlight; keep log.txt plain.
+    if hasattr(d2_defaults, "_highlight"):
+        d2_defaults._highlight = _plain_config_text
     default_setup(cfg, args)
     output_dir = cfg.train.output_dir if "output_dir" in cfg.train else None
     setup_logger(output_dir, distributed_rank=comm.get_rank(), name="dense_assign")
