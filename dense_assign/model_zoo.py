@@ -80,7 +80,7 @@ def resnext_stages(
 def basic_resnet_stages(*, depth: int = 18, width: int = 64, norm: str = "BN"):
     """ResNet-18/34 stages (``BasicBlock``) whose res2 has ``width`` channels, doubling at each
     stage (detectron2's ``make_default_stages`` fixes ``width`` at 64). The converging CPU
-    benchmark uses ``width=32``: a quarter of ResNet-18's FLOPs."""
+    benchmark uses ``width=16``: a quarter of ResNet-18's channels, about 1/16 of its FLOPs."""
     from detectron2.modeling.backbone.resnet import BasicBlock, ResNet
 
     blocks = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}

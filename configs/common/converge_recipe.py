@@ -2,11 +2,11 @@
 # of configs/Synthetic-Converge, so their numbers compare. The choices and why are in the README.
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
-from detectron2.layers import ShapeSpec
 
-from dense_assign.model_zoo import basic_resnet_stages, cosine_schedule
+from dense_assign.model_zoo import cosine_schedule
 
 from .data.synthetic import dataloader
+from .models.cpu_backbone import use_resnet18_fpn
 from .synthetic_recipe import optimizer, train
 
 dataloader.train.dataset.names = "synthetic_small_train"
@@ -33,17 +33,6 @@ lr_multiplier = L(cosine_schedule)(
 def use_small_model(model, num_classes=4, width=16, channels=64, tower_depth=2):
     """The benchmark's model: a ResNet-18 of res2 width ``width`` (16: a quarter of ResNet-18's) with
     BatchNorm, from scratch, an FPN of ``channels`` and ``tower_depth`` convs per head tower."""
-    bottom_up = model.backbone.bottom_up
-    bottom_up.stem.out_channels = width
-    bottom_up.stem.norm = "BN"
-    bottom_up.stages = L(basic_resnet_stages)(depth=18, width=width, norm="BN")
-    bottom_up.freeze_at = 0
-    model.backbone.norm = "BN"
-    model.backbone.out_channels = channels
-    from_res5 = model.backbone.top_block.get("in_feature", "res5") == "res5"
-    model.backbone.top_block.in_channels = 8 * width if from_res5 else channels
-    model.head.input_shape = [ShapeSpec(channels=channels)] * 5
-    model.head.conv_dims = [channels] * tower_depth
-    model.pixel_std = [57.375, 57.120, 58.395]  # normalized inputs for from-scratch training
+    use_resnet18_fpn(model, channels=channels, tower_depth=tower_depth, width=width)
     model.num_classes = num_classes
     return model
