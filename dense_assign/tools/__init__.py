@@ -35,6 +35,7 @@ __all__ = [
     "priors_for_image_size",
     "config_file_path",
     "write_json",
+    "pipe_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,14 @@ def run_cli(build_parser, run, argv=None, log_dir: Optional[str] = None):
         return run(args)
     except (ConfigError, ToolError) as e:
         parser.error(str(e))
+
+
+def pipe_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table, cells as given, unpadded: ``| a | b |`` lines under a ``|---|---|`` rule
+    (the tools' reports, whose lines tests and READMEs quote)."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
 
 
 def config_file_path(name: str, flag: str) -> str:

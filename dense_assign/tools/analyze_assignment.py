@@ -35,6 +35,7 @@ from . import (
     iter_mapped_inputs,
     load_model,
     load_tool_config,
+    pipe_table,
     resolve_dataset,
     run_cli,
     tool_parser,
@@ -142,7 +143,7 @@ def markdown_table(stats: Dict) -> str:
     levels = stats["levels"]
     head = ["GT size", "#GT", "#pos", "pos/GT mean", "pos/GT min", "GT w/o pos"]
     head += [f"{n.upper()} %" for n in levels] + ["prior IoU"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for name in BUCKETS:
         b = stats["buckets"][name]
         row = [
@@ -155,8 +156,8 @@ def markdown_table(stats: Dict) -> str:
         ]
         row += [_fmt(b["pos_frac_per_level"][n], "{:.1%}") for n in levels]
         row.append(_fmt(b["pos_prior_iou_mean"], "{:.3f}"))
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        lines.append(row)
+    return pipe_table(head, lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

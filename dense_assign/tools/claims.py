@@ -21,6 +21,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
 
+from . import pipe_table
+
 __all__ = ["Claim", "CLAIMS", "evaluate_claims", "claims_table"]
 
 
@@ -183,7 +185,7 @@ def evaluate_claims(groups: Sequence[Dict], claims: Sequence[Claim] = CLAIMS) ->
 
 def claims_table(results: Sequence[Dict]) -> str:
     head = ["paper", "claim", "a - b", "metric", "difference ± s.e.", "verdict"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for r in results:
         metric = (
             r["metric"]
@@ -200,5 +202,5 @@ def claims_table(results: Sequence[Dict]) -> str:
             f"{r['difference']:+.2f}{se}",
             r["verdict"] + tol,
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return pipe_table(head, lines)

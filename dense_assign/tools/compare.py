@@ -40,7 +40,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from . import ToolError, add_overrides_arg, config_file_path, run_cli, tool_parser
+from . import ToolError, add_overrides_arg, config_file_path, pipe_table, run_cli, tool_parser
 
 logger = logging.getLogger("dense_assign.tools.compare")
 
@@ -254,7 +254,7 @@ def _pm(mean, std) -> str:
 def markdown_table(rows: Sequence[Dict]) -> str:
     """One line per run."""
     head = ["run", "seed"] + list(METRICS) + ["iterations", "train time (s)", "s/iter", "wall (s)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for r in rows:
         cells = [r["name"], _fmt(r.get("seed"), "{}")] + [_fmt(r.get(m)) for m in METRICS]
         cells += [
@@ -265,36 +265,36 @@ def markdown_table(rows: Sequence[Dict]) -> str:
         ]
         if r.get("error"):
             cells = cells[:2] + ["-"] * (len(head) - 3) + [f"failed: {r['error']}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return pipe_table(head, lines)
 
 
 def summary_table(groups: Sequence[Dict]) -> str:
     """One line per config: mean ± std over its seeds."""
     head = ["config", "seeds"] + list(METRICS) + ["AP curve (mean)", "wall per run (s)", "s/iter"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for g in groups:
         seeds = f"{g['n']}" + (f" ({len(g['failed'])} failed)" if g["failed"] else "")
         cells = [g["name"], seeds] + [_pm(g[m], g[f"{m}_std"]) for m in METRICS]
         curve = ", ".join(f"{ap:.1f} @{i}" for i, ap in g.get("ap_curve") or []) or "-"
         cells += [curve, _fmt(g.get("wall_s"), "{:.0f}"), _fmt(g.get("s_per_iter"), "{:.3f}")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return pipe_table(head, lines)
 
 
 def assignment_table(groups: Sequence[Dict]) -> str:
     """One line per config: the assignment statistics at the end of training (mean over seeds)."""
     head = ["config", "positives per GT", "GTs without positive (%)"]
     head += [f"positives on P{i + 3} (%)" for i in range(5)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for g in groups:
         pct = [g.get("assign/gt_without_pos_frac")] + [
             g.get(f"assign/pos_frac_level{i}") for i in range(5)
         ]
         cells = [g["name"], _fmt(g.get("assign/pos_per_gt_mean"))]
         cells += [_fmt(None if v is None else 100 * v, "{:.0f}") for v in pct]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return pipe_table(head, lines)
 
 
 def bar_chart(groups: Sequence[Dict], path: str, metrics=("AP", "AP50", "AP75")) -> str:
