@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Iterator, List, Optional
 
+import numpy as np
 import torch
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
@@ -14,7 +15,7 @@ from detectron2.evaluation.evaluator import inference_context
 from detectron2.layers import batched_nms
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.visualizer import Visualizer
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from .config import cfg_get, dataset_names
@@ -78,12 +79,10 @@ def _metadata(cfg):
 VIS_MIN_SIDE = 384
 
 
-def draw_gt_and_predictions(image, dataset_dict, instances, metadata) -> "np.ndarray":
+def draw_gt_and_predictions(image, dataset_dict, instances, metadata) -> np.ndarray:
     """Two panels side by side, each scaled so that the shorter side is at least
     :data:`VIS_MIN_SIDE`: the ground truth of ``dataset_dict`` ("ground truth") and ``instances``
     ("predictions"); one panel when ``dataset_dict`` has no annotations."""
-    import numpy as np
-
     scale = max(1.0, VIS_MIN_SIDE / min(image.shape[:2]))
     panels = []
     if dataset_dict is not None and dataset_dict.get("annotations"):
@@ -92,16 +91,14 @@ def draw_gt_and_predictions(image, dataset_dict, instances, metadata) -> "np.nda
     pred = Visualizer(image, metadata=metadata, scale=scale)
     panels.append(_titled(pred.draw_instance_predictions(instances).get_image(), "predictions"))
     gap = np.full((panels[0].shape[0], 8, 3), 255, dtype=np.uint8)
-    return np.concatenate(
-        [p if i == 0 else np.concatenate([gap, p], 1) for i, p in enumerate(panels)], 1
-    )
+    row = panels[:1]
+    for panel in panels[1:]:
+        row += [gap, panel]
+    return np.concatenate(row, 1)
 
 
 def _titled(panel, title: str):
     """``panel`` with a white strip on top holding ``title``."""
-    import numpy as np
-    from PIL import ImageDraw
-
     strip = Image.new("RGB", (panel.shape[1], 18), "white")
     ImageDraw.Draw(strip).text((4, 3), title, fill="black")
     return np.concatenate([np.asarray(strip), panel], 0)
