@@ -7,7 +7,8 @@ DEMO_CONFIG ?= configs/Synthetic-Converge/fcos_R_18_FPN.py
 DEMO_OUTPUT ?= output/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-long lint compare compare-ablations benchmark visualize clean-output
+.PHONY: install demo test test-long lint compare compare-ablations benchmark visualize clean-output \
+	gpu-kit gpu-rehearsal-env gpu-rehearsal
 
 install: $(STAMP)
 
@@ -26,7 +27,7 @@ test: $(STAMP)
 # black and isort (settings in pyproject.toml) in a venv of their own: detectron2 v0.6 pins an old
 # black that does not run with today's click.
 LINT_VENV ?= .venv-lint
-LINT_PATHS := dense_assign tests configs train_net.py setup.py
+LINT_PATHS := dense_assign tests configs train_net.py setup.py dev
 $(LINT_VENV)/.ready:
 	$(PYTHON) -m venv $(LINT_VENV)
 	$(LINT_VENV)/bin/pip install -q --disable-pip-version-check 'black==26.10.1' 'isort==9.0.2'
@@ -68,3 +69,26 @@ visualize: $(STAMP)
 
 clean-output:
 	rm -rf output
+
+# GPU check kit (dev/gpu/README.md): the wheels a registry-less GPU machine needs, in .gpukit/wheels
+# (git-ignored; it travels with the working tree), built with .venv's pip; and the Python 3.12
+# rehearsal venv (outside the repository, REHEARSAL_VENV) that stands in for that machine on CPU.
+# The step-time check compares the training step with the code before the deferred reads
+# (dense_assign/deferred.py): that package is copied from git into .gpukit/before.
+GPU_BEFORE_REF ?= 25c24b4
+REHEARSAL_VENV ?= /work/gpu-rehearsal/venv
+gpu-kit: $(STAMP)
+	VENV=$(VENV) bash dev/gpu/prepare.sh
+	rm -rf .gpukit/before && mkdir -p .gpukit/before
+	git archive $(GPU_BEFORE_REF) dense_assign | tar -x -C .gpukit/before
+	@echo "gpu-kit: .gpukit/ is $$(du -sh .gpukit | cut -f1) (the device tool carries at most 64 MiB)"
+
+# The GPU check on this CPU machine, in the Python 3.12 rehearsal venv with the kit alone:
+# every step but CUDA itself (dev/gpu/README.md).
+gpu-rehearsal: gpu-kit gpu-rehearsal-env
+	rm -rf output/gpu_rehearsal
+	PYTHON=$(REHEARSAL_VENV)/bin/python GPUKIT_SITE=/tmp/gpukit-rehearsal OUT=output/gpu_rehearsal \
+		AMP_ITERS=$${AMP_ITERS:-2} T_AMP=900 T_STEP=300 OMP_NUM_THREADS=1 bash dev/gpu/run.sh
+
+gpu-rehearsal-env:
+	bash dev/gpu/rehearsal_env.sh

@@ -11,6 +11,7 @@ See ``python train_net.py --help``. The work is done by :mod:`dense_assign.engin
 import sys
 
 from dense_assign.data import DatasetError
+from dense_assign.data.checks import short_error
 from dense_assign.engine import ConfigError, build_argument_parser, launch_from_args
 
 
@@ -25,6 +26,13 @@ def main(argv=None) -> None:
     except DatasetError as e:
         # Data that cannot be trained on (found before training starts): the message names it.
         parser.exit(2, f"{parser.prog}: dataset error: {e}\n")
+    except Exception as e:
+        # An image that fails to load during training (changed after the check before training),
+        # here, in a data-loader worker or in another process: one line naming the file.
+        line = short_error(e)
+        if line is None:
+            raise
+        parser.exit(1, f"{parser.prog}: {line}\n")
 
 
 if __name__ == "__main__":

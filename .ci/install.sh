@@ -10,6 +10,9 @@
 #       (compiles detectron2._C, about 2 minutes on 2 cores);
 #   (c) otherwise the registry's v0.6 sources (sdist `pb1-detectron2==0.6`) with the project's
 #       compatibility patch .ci/patches/detectron2-v0.6.patch (see the header of that file).
+# With (a) and a PYTHON that is a virtual environment, that environment's site-packages are layered
+# under the new venv (a .pth file). INSTALL_VENV_ONLY=1 stops once the venv exists and detectron2
+# imports in it (tests/test_installer.py).
 # Then `pip install -e .[test]` for dense_assign itself. Every step is skipped when already done, so a
 # re-run after an interruption finishes the job instead of starting over.
 set -euo pipefail
@@ -44,6 +47,27 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 VPY="$VENV/bin/python"
 pip_() { "$VPY" -m pip --disable-pip-version-check "$@"; }
+
+# (a) with a PYTHON that is itself a virtual environment (how most people hold their own detectron2):
+# `venv --system-site-packages` layers the new venv on that venv's *base* interpreter, whose
+# site-packages do not hold the user's detectron2 and torch. A .pth file in the new venv adds the
+# given venv's own site-packages after the new venv's (re-written on every run).
+if [ "$mode" = "a" ]; then
+    base_paths="$("$PYTHON" -c 'import site, sys
+if sys.prefix != sys.base_prefix:
+    print("\n".join(site.getsitepackages()))')"
+    if [ -n "$base_paths" ]; then
+        vsite="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+        printf '%s\n' "$base_paths" > "$vsite/_dense_assign_given_python.pth"
+        say "$PYTHON is a virtual environment: its site-packages are layered under $VENV ($vsite/_dense_assign_given_python.pth)"
+    fi
+fi
+if [ -n "${INSTALL_VENV_ONLY:-}" ]; then
+    # used by tests/test_installer.py: stop once the venv is made, saying where detectron2 comes from
+    "$VPY" -c "import detectron2; print('[install] detectron2 from', detectron2.__file__)" \
+        || die "detectron2 does not import in $VENV"
+    exit 0
+fi
 
 # setuptools 81 removed pkg_resources, which detectron2 (v0.6 and main) still imports.
 pip_ install -q 'setuptools>=77.0.3,<81' wheel
@@ -81,13 +105,13 @@ else
     pip_ install --no-build-isolation "$build/pb1-detectron2-0.6"
     rm -rf "$build/dl"
 fi
-"$VPY" -c "import detectron2, detectron2.layers, detectron2.modeling" \
+"$VPY" -W ignore::FutureWarning -c "import detectron2, detectron2.layers, detectron2.modeling" \
     || die "detectron2 is installed but does not import; see the messages above"
 
 # ------------------------------------------------------------------------------------------ dense_assign
 say "installing dense_assign (editable) and its dependencies"
 pip_ install -q --no-build-isolation -e "$repo[test]"
-"$VPY" - <<'EOF'
+"$VPY" -W ignore::FutureWarning - <<'EOF'
 import detectron2, torch, torchvision
 import dense_assign
 try:

@@ -16,3 +16,21 @@ KNOWN_DEPENDENCY_WARNINGS = (
 )
 for _category, _message in KNOWN_DEPENDENCY_WARNINGS:
     _warnings.filterwarnings("ignore", message=_message, category=_category)
+
+
+class _DropMessage:
+    """A logging filter that drops the records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+# torch logs (not warns) "No CUDA runtime is found, using CUDA_HOME=..." when
+# torch.utils.cpp_extension is imported on a machine without a GPU (detectron2's environment
+# report imports it): expected on CPU, and nothing depends on CUDA_HOME here.
+KNOWN_DEPENDENCY_LOG_MESSAGES = (("torch.utils.cpp_extension", "No CUDA runtime is found"),)
+for _logger, _prefix in KNOWN_DEPENDENCY_LOG_MESSAGES:
+    __import__("logging").getLogger(_logger).addFilter(_DropMessage(_prefix))

@@ -120,9 +120,11 @@ def step_schedule(
     """
     if max_iter <= 0:
         raise ValueError(f"max_iter must be positive, got {max_iter}")
-    steps = [int(s) for s in steps if 0 < int(s) < max_iter]
-    values = [gamma**i for i in range(len(steps) + 1)]
-    sched = MultiStepParamScheduler(values=values, milestones=steps, num_updates=max_iter)
+    steps = sorted(int(s) for s in steps if 0 < int(s) < max_iter)
+    # steps that coincide (a very short run of a fraction-based schedule) drop the LR together
+    milestones = sorted(set(steps))
+    values = [1.0] + [gamma ** sum(s <= m for s in steps) for m in milestones]
+    sched = MultiStepParamScheduler(values=values, milestones=milestones, num_updates=max_iter)
     return WarmupParamScheduler(
         sched, warmup_factor, min(warmup_iters / max_iter, 1.0), warmup_method
     )

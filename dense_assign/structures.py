@@ -8,7 +8,7 @@ Boxes are absolute XYXY floats. Labels follow detectron2: -1 ignore, 0..K-1 fore
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -69,7 +69,9 @@ class AssignResult:
         losses: optional loss terms of the assigner's own learnable parts (e.g. SAPD's feature
             selection net); the detector averages each over the images of the batch and adds it
             to the loss dict.
-        stats: numbers for logging (put into detectron2's EventStorage by the detector).
+        stats: numbers for logging (put into detectron2's EventStorage by the detector): Python
+            numbers or 0-dim tensors, which are read with ``float()`` only when logged (on a GPU
+            inside a training step, with the losses: :mod:`dense_assign.deferred`).
     """
 
     labels: Tensor
@@ -79,7 +81,7 @@ class AssignResult:
     pairwise: Optional[Dict[str, Tensor]] = None
     quality_targets: Optional[Tensor] = None
     losses: Optional[Dict[str, Tensor]] = None
-    stats: Dict[str, float] = field(default_factory=dict)
+    stats: Dict[str, Union[float, Tensor]] = field(default_factory=dict)
 
     def pos_mask(self, num_classes: int) -> Tensor:
         return (self.labels >= 0) & (self.labels != num_classes)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from detectron2.config import LazyConfig
+from detectron2.engine import HookBase
 from detectron2.layers import ShapeSpec
 from PIL import Image
 
@@ -159,3 +160,19 @@ def losses_by_iteration(output_dir, keys=None):
         names = keys or [k for k in m if k == "total_loss" or k.startswith("loss_")]
         out[m["iteration"]] = {k: m[k] for k in names if k in m}
     return out
+
+
+class SimulatedCrash(Exception):
+    """Raised by :class:`CrashAfter`."""
+
+
+class CrashAfter(HookBase):
+    """A training hook that raises after the hooks before it (the periodic checkpointer, the
+    writers) ran at iteration ``at``: an interrupted run, in-process."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_step(self):
+        if self.trainer.iter == self.at:
+            raise SimulatedCrash(f"simulated crash after iteration {self.at}")

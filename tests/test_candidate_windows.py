@@ -93,7 +93,7 @@ def assert_same_result(w, d):
             _close(w.losses[key], d.losses[key], key)
     assert w.stats.keys() == d.stats.keys()
     for key in w.stats:
-        assert w.stats[key] == pytest.approx(d.stats[key], rel=1e-6, abs=1e-9), key
+        assert float(w.stats[key]) == pytest.approx(float(d.stats[key]), rel=1e-6, abs=1e-9), key
 
 
 def _assign_both(name, priors, gt, **overrides):

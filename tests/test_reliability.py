@@ -36,6 +36,8 @@ from .reliability_helpers import (
     CROWDED_BOXES,
     CROWDED_IMAGE,
     METHOD_CONFIGS,
+    CrashAfter,
+    SimulatedCrash,
     crowded_gt,
     fpn_feature_sizes,
     load_method_config,
@@ -242,19 +244,6 @@ def test_amp_training_steps_on_cuda(path):
 
 
 # ================================================================================ crash / resume
-class _Crash(Exception):
-    pass
-
-
-class _CrashAfter(HookBase):
-    """Raises after the hooks before it (the periodic checkpointer) ran at iteration ``at``."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def after_step(self):
-        if self.trainer.iter == self.at:
-            raise _Crash(f"simulated crash after iteration {self.at}")
 
 
 def _resume_cfg(output_dir):
@@ -289,10 +278,10 @@ def test_resume_after_a_crash_continues_like_an_uninterrupted_run(
 
     build_hooks = trainer_mod.build_hooks
     monkeypatch.setattr(
-        trainer_mod, "build_hooks", lambda *a, **k: build_hooks(*a, **k) + [_CrashAfter(3)]
+        trainer_mod, "build_hooks", lambda *a, **k: build_hooks(*a, **k) + [CrashAfter(3)]
     )
     seed_all_rng(0)
-    with pytest.raises(_Crash):
+    with pytest.raises(SimulatedCrash):
         engine.do_train(_resume_cfg(crash_dir))
     monkeypatch.setattr(trainer_mod, "build_hooks", build_hooks)
     assert (crash_dir / "last_checkpoint").read_text() == "model_0000003.pth"
@@ -441,3 +430,19 @@ def test_train_net_uses_the_deterministic_stream(synthetic_datasets):
     assert isinstance(engine.build_train_loader(cfg), engine.DeterministicTrainLoader)
     cfg = engine.load_config(str(TINY_CONFIG), ["train.deterministic_data=False"])
     assert not isinstance(engine.build_train_loader(cfg), engine.DeterministicTrainLoader)
+
+
+@pytest.mark.parametrize("path", METHOD_CONFIGS, ids=method_id)
+def test_mixed_precision_forward_and_backward_on_cpu(path):
+    """What AMP does on a GPU, on the CPU: the model's forward under ``torch.autocast`` (fp16
+    head outputs), then backward. The first GPU run found fvcore's GIoU refusing fp16 boxes next to
+    fp32 targets; the assigners and losses now get float32 head outputs."""
+    torch.manual_seed(0)
+    model = instantiate(load_method_config(path, channels=32).model).train()
+    batch = random_batch(num_images=2, image_size=(96, 128), num_boxes=6, num_classes=7)
+    with EventStorage(), torch.autocast("cpu", dtype=torch.float16):
+        losses = model(batch)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

@@ -7,7 +7,6 @@ each shows the user-facing form (one line, no traceback).
 """
 
 import copy
-import logging
 import os
 import sys
 
@@ -25,7 +24,6 @@ from dense_assign.engine import launcher as launcher_mod
 from .helpers import (
     REPO,
     TINY_CONFIG,
-    LogRecords,
     make_instances,
     random_batch,
     run_train_net,
@@ -37,21 +35,6 @@ from .reliability_helpers import (
 )
 
 GOOD = ([10, 10, 40, 30], 1)  # (bbox xywh, json category id)
-
-
-@pytest.fixture
-def logs():
-    """Records of the loggers that report dataset checks and filtering."""
-    handler = LogRecords()
-    loggers = [logging.getLogger(n) for n in ("dense_assign", "detectron2.data")]
-    old = [(lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    yield handler
-    for lg, (level, _) in zip(loggers, old):
-        lg.removeHandler(handler)
-        lg.setLevel(level)
 
 
 def _tiny_cfg(overrides=(), train_names=None):
@@ -136,21 +119,22 @@ def test_unreadable_and_truncated_images_name_the_file(tmp_path):
         tmp_path, "rel_unreadable", [("fine", [GOOD], (96, 128)), ("broken", [GOOD], (96, 128))]
     )
     for damage in ("not an image", "truncated"):
-        path = root / "broken.png"
+        # Intact when the loaders are built (bad images are found then: test_image_checks.py),
+        # damaged during training.
+        path = write_png(root / "broken.png", (96, 128), seed=3)
+        cfg = _tiny_cfg(["model.num_classes=3", "train.seed=1"], name)
+        loader = engine.build_train_loader(cfg)
+        cfg.dataloader.train.num_workers = 1  # the same from a data-loader worker process
+        worker_loader = engine.build_train_loader(cfg)
         if damage == "not an image":
             path.write_text("this is not a png file")
         else:
-            data = write_png(path, (96, 128), seed=3).read_bytes()
+            data = path.read_bytes()
             path.write_bytes(data[: len(data) // 3])
-        cfg = _tiny_cfg(["model.num_classes=3", "train.seed=1"], name)
-        loader = engine.build_train_loader(cfg)
         with pytest.raises(ImageLoadError, match=r"Cannot load image .*broken\.png \(image_id=2\)"):
             _first_batches(loader, 4)
-        # the same from a data-loader worker process
-        cfg.dataloader.train.num_workers = 1
-        loader = engine.build_train_loader(cfg)
         with pytest.raises(ImageLoadError, match=r"broken\.png"):
-            _first_batches(loader, 4)
+            _first_batches(worker_loader, 4)
 
 
 def test_missing_image_file_is_an_error_before_training(tmp_path):

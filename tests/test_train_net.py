@@ -521,10 +521,11 @@ def test_import_project_modules_only_ignores_a_missing_modeling_package(monkeypa
 
 def test_importing_the_project_prints_no_dependency_warnings():
     """The known, harmless warnings of torch.jit.script (fvcore, detectron2), pkg_resources and
-    detectron2 v0.6's meshgrid are filtered in dense_assign/__init__.py; anything else still
-    shows (-W default prints every warning once)."""
+    detectron2 v0.6's meshgrid, and torch's "No CUDA runtime is found" log line, are filtered in
+    dense_assign/__init__.py; anything else still shows (-W default prints every warning once)."""
     code = (
         "import dense_assign.engine, dense_assign.modeling, torch\n"
+        "import torch.utils.cpp_extension\n"  # logs "No CUDA runtime is found" without a GPU
         "from detectron2.modeling.anchor_generator import DefaultAnchorGenerator\n"
         "DefaultAnchorGenerator(sizes=[[32]], aspect_ratios=[[1.0]], strides=[8])"
         "([torch.zeros(1, 1, 2, 2)])\n"
@@ -538,6 +539,7 @@ def test_importing_the_project_prints_no_dependency_warnings():
     assert "Warning" not in proc.stderr.replace(
         "UserWarning: a warning of our own", ""
     ), proc.stderr
+    assert "No CUDA runtime is found" not in proc.stderr, proc.stderr
 
 
 def test_config_that_registers_its_dataset_the_plain_detectron2_way(

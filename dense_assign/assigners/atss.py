@@ -160,7 +160,7 @@ class ATSSAssigner(BaseAssigner):
                 best.update(cand[gt_idx, col], gt_idx + start, ious[gt_idx, col])
             matched = best.result()[1]
         result = self.result_from_matches(gt_instances, matched)
-        result.stats["iou_threshold_mean"] = float(torch.cat(thresholds).mean())
+        result.stats["iou_threshold_mean"] = torch.cat(thresholds).mean()
         return result
 
 

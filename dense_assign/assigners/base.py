@@ -118,17 +118,22 @@ class BaseAssigner(nn.Module):
             labels = torch.where(ignore & ~pos, torch.full_like(labels, -1), labels)
         boxes = gt_instances.gt_boxes.tensor.index_select(0, safe) * pos[:, None].to(torch.float32)
         # positives per GT (index 0: priors without a GT)
-        per_gt = torch.bincount(matched_idxs + 1, minlength=len(gt_instances) + 1)
-        num_pos = int(per_gt[1:].sum())
-        covered = int((per_gt[1:] > 0).sum())
+        # scatter_add rather than bincount: CUDA's bincount reads the maximum on the host
+        slots = matched_idxs + 1
+        per_gt = slots.new_zeros(len(gt_instances) + 1).scatter_add_(
+            0, slots, torch.ones_like(slots)
+        )
+        # 0-dim tensors, not Python numbers: reading them on the host would synchronize a GPU
+        num_pos = per_gt[1:].sum().float()
+        covered = (per_gt[1:] > 0).sum().float()
         return AssignResult(
             labels=labels,
             matched_idxs=matched_idxs,
             matched_gt_boxes=boxes,
             stats={
                 "num_gt": float(len(gt_instances)),
-                "num_pos": float(num_pos),
-                "gt_without_pos": float(len(gt_instances) - covered),
+                "num_pos": num_pos,
+                "gt_without_pos": len(gt_instances) - covered,
             },
         )
 

@@ -84,5 +84,5 @@ class PseudoIoUAssigner(InsideBoxAssigner):
         matched = base.matched_idxs.clone()
         matched[drop] = -1
         result = self.result_from_matches(gt_instances, matched)
-        result.stats["baseline_pos"] = float(pos.sum())
+        result.stats["baseline_pos"] = pos.sum().float()
         return result

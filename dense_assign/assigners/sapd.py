@@ -86,7 +86,7 @@ from fvcore.nn import sigmoid_focal_loss
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from ..losses.dense_loss import put_scalar
+from ..deferred import put_scalar
 from ..losses.targets import aligned_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import AssignResult, Priors
@@ -612,11 +612,11 @@ class SAPDAssigner(BaseAssigner):
             if num_pos:
                 # mean w_l^B and f of the positives: how much of each positive's loss phase two
                 # keeps (1 in phase one)
-                stats["level_weight"] = float(level_w[selected].mean())
-                stats["point_weight"] = float(f[selected].mean())
+                stats["level_weight"] = level_w[selected].mean()
+                stats["point_weight"] = f[selected].mean()
             if probs is not None and has_points.any():
                 hit = probs.argmax(dim=1) == best.indices
-                stats["fsn_accuracy"] = float(hit[has_points].float().mean())
+                stats["fsn_accuracy"] = hit[has_points].float().mean()
         return AssignResult(
             labels=labels,
             matched_idxs=matched,

@@ -63,6 +63,7 @@ __all__ = [
     "build_train_loader",
     "build_test_loader",
     "check_test_dataset",
+    "check_evaluable",
     "load_dataset",
     "dataset_num_classes",
     "data_seed",
@@ -171,11 +172,12 @@ def _checked_dataset(loader_node, role: str, num_classes: Optional[int], trainin
     if not isinstance(dataset, list):  # a torch Dataset: nothing to check here
         return dataset
     names = _names(loader_node.dataset)
-    meta_classes = dataset_num_classes(names)
+    # ids must fit both the dataset's classes and the model's (model.num_classes)
+    known = [n for n in (dataset_num_classes(names), num_classes) if n is not None]
     return check_dataset_dicts(
         dataset,
         names,
-        num_classes=meta_classes if meta_classes is not None else num_classes,
+        num_classes=min(known) if known else None,
         filter_empty=training and bool(cfg_get(loader_node, "dataset.filter_empty", True)),
         drop_bad_boxes=training,
     )
@@ -194,21 +196,90 @@ def _call_with(node, dataset):
     return _target(node)(dataset=dataset, **kwargs)
 
 
+def _has_evaluator(cfg) -> bool:
+    return cfg_get(cfg, "dataloader.evaluator", None) is not None
+
+
+def _json_annotations_note(name: str) -> str:
+    """Why a COCO json of dataset ``name`` gave no annotations (only read when it gave none)."""
+    json_file = MetadataCatalog.get(name).get("json_file", None)
+    if not json_file or not os.path.isfile(json_file):
+        return ""
+    try:
+        with open(json_file) as f:
+            coco = json.load(f)
+    except Exception:  # only an explanation
+        return ""
+    if not isinstance(coco, dict):
+        return ""
+    if "annotations" not in coco:
+        return f" ({json_file} has no 'annotations' key)"
+    if not coco["annotations"]:
+        return f" ({json_file} has an empty 'annotations' list)"
+    return ""
+
+
+def check_evaluable(dataset, names: List[str]) -> None:
+    """The evaluators of ``train_net.py`` (detectron2's COCO, LVIS, Pascal VOC evaluators) compare
+    the detections with the ground-truth boxes of the test set: a test set without any
+    annotation with a box cannot be evaluated (detectron2's ``COCOEvaluator`` then only logs
+    "Annotations are not available for evaluation" and returns no results). Raises a
+    :class:`DatasetError` naming the dataset and what is missing; a test set where some images
+    have no annotation is fine."""
+    if not isinstance(dataset, list):  # a torch Dataset: nothing to check here
+        return
+    annotations = boxes = 0
+    for record in dataset:
+        annos = record.get("annotations", None) or []
+        annotations += len(annos)
+        boxes += sum(1 for a in annos if isinstance(a, dict) and a.get("bbox", None) is not None)
+    if boxes:
+        return
+    sources = "; ".join(f"{n}: {_source(n)}" for n in names) or "no dataset names"
+    if annotations:
+        what = f"{annotations} annotation(s), none with a box ('bbox')"
+    else:
+        what = "no annotations" + "".join(_json_annotations_note(n) for n in names)
+    raise DatasetError(
+        f"The test dataset {names} ({sources}) cannot be evaluated: {what} in its "
+        f"{len(dataset)} image(s); the evaluator (dataloader.evaluator) needs ground-truth "
+        "boxes. Use a test set with annotations, or train without evaluation: "
+        "dataloader.evaluator=null"
+    )
+
+
 def check_test_dataset(cfg, num_classes: Optional[int] = None) -> None:
     """Load and check the test dataset (before training, so that a bad annotation file does not
-    fail only at the final evaluation). Bad boxes are counted, not dropped."""
+    fail only at the final evaluation). Bad boxes are counted, not dropped. When the config has
+    an evaluator (``dataloader.evaluator``; training evaluates after the last iteration, and every
+    ``train.eval_period`` iterations), the test set must have ground-truth boxes
+    (:func:`check_evaluable`); without one (``dataloader.evaluator=null``) the test set is not
+    needed, and only checked when ``train.vis_predictions`` draws from it."""
     node = cfg_get(cfg, "dataloader.test", None)
     if node is None or cfg_get(node, "dataset", None) is None:
         return
-    _checked_dataset(node, "test", num_classes, training=False)
+    evaluation = _has_evaluator(cfg)
+    key = "train.vis_predictions"
+    if not evaluation and not int(cfg_get(cfg, key, OPTIONAL_KEYS.get(key, 0)) or 0):
+        logger.info(
+            "No dataloader.evaluator: the test set is not loaded, training runs without evaluation"
+        )
+        return
+    dataset = _checked_dataset(node, "test", num_classes, training=False)
+    if evaluation:
+        check_evaluable(dataset, _names(node.dataset))
 
 
-def build_test_loader(cfg, num_classes: Optional[int] = None):
-    """``cfg.dataloader.test`` with the checked dataset and mapper (as configured otherwise)."""
+def build_test_loader(cfg, num_classes: Optional[int] = None, evaluation: bool = False):
+    """``cfg.dataloader.test`` with the checked dataset and mapper (as configured otherwise).
+    With ``evaluation``, the test set must have ground-truth boxes (:func:`check_evaluable`)."""
     node = cfg.dataloader.test
     if cfg_get(node, "dataset", None) is None or _target(node) is None:
         return instantiate(node)
-    return _call_with(node, _checked_dataset(node, "test", num_classes, training=False))
+    dataset = _checked_dataset(node, "test", num_classes, training=False)
+    if evaluation:
+        check_evaluable(dataset, _names(node.dataset))
+    return _call_with(node, dataset)
 
 
 # ------------------------------------------------------------------------------ train stream

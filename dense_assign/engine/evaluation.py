@@ -49,16 +49,17 @@ def build_evaluator(cfg):
 
 
 def do_test(cfg, model) -> Dict[str, Any]:
-    """Run the model on ``cfg.dataloader.test`` (its dataset checked, see
-    :func:`dense_assign.engine.data.build_test_loader`) with the configured evaluator (in all processes),
-    log the results with ``print_csv_format`` and return them (empty on non-main processes, or
-    when the config has no evaluator)."""
+    """Run the model on ``cfg.dataloader.test`` (its dataset checked, ground-truth boxes
+    included, see :func:`dense_assign.engine.data.build_test_loader`) with the configured
+    evaluator (in all processes), log the results with ``print_csv_format`` and return them
+    (empty on non-main processes, or when the config has no evaluator)."""
     evaluator = build_evaluator(cfg)
     if evaluator is None:
         logger.warning("The config has no dataloader.evaluator: skipping evaluation")
         return {}
     num_classes = getattr(getattr(model, "module", model), "num_classes", None)
-    results = inference_on_dataset(model, build_test_loader(cfg, num_classes), evaluator)
+    loader = build_test_loader(cfg, num_classes, evaluation=True)
+    results = inference_on_dataset(model, loader, evaluator)
     if results is None:
         results = {}
     if comm.is_main_process() and results:

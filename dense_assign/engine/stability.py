@@ -17,10 +17,10 @@
 from typing import Dict, List, Mapping
 
 import torch
-import torch.distributed as dist
 from detectron2.utils import comm
 
-from ..losses.dense_loss import put_scalar
+from .. import deferred
+from ..deferred import put_scalar
 
 __all__ = [
     "NonFiniteLossError",
@@ -47,23 +47,13 @@ def non_finite_losses(loss_dict: Mapping[str, torch.Tensor]) -> Dict[str, float]
 
 def check_losses_finite(loss_dict: Mapping[str, torch.Tensor], iteration: int) -> None:
     """Raise :class:`NonFiniteLossError` in every process when a loss of any process is not
-    finite (one all-reduce of a flag per call when there are several processes)."""
+    finite. With several processes the per-process findings are exchanged with detectron2's
+    ``comm.all_gather`` (CPU, gloo), so that CPU values (:func:`dense_assign.deferred.
+    read_step_values`) are checked without any GPU synchronization."""
     bad = non_finite_losses(loss_dict)
-    if comm.get_world_size() > 1:
-        device = torch.device("cpu")
-        if dist.get_backend() != "gloo":  # NCCL reduces CUDA tensors
-            device = next(
-                (v.device for v in loss_dict.values() if isinstance(v, torch.Tensor)), device
-            )
-        flag = torch.tensor([float(len(bad))], device=device)
-        dist.all_reduce(flag)
-        if flag.item() == 0:
-            return
-        per_process = comm.all_gather(bad)
-    else:
-        if not bad:
-            return
-        per_process = [bad]
+    per_process = comm.all_gather(bad) if comm.get_world_size() > 1 else [bad]
+    if not any(per_process):
+        return
     named: List[str] = []
     for rank, losses in enumerate(per_process):
         for name, value in losses.items():
@@ -83,13 +73,23 @@ def check_losses_finite(loss_dict: Mapping[str, torch.Tensor], iteration: int) -
 
 
 class FiniteLossCheck:
-    """Mixin for detectron2's ``SimpleTrainer`` / ``AMPTrainer``: checks the losses (see
-    :func:`check_losses_finite`) in ``_write_metrics``, which both call after the backward pass
-    and before the optimizer step (the signature differs between detectron2 v0.6 and main, hence
-    ``*args``)."""
+    """Mixin for detectron2's ``SimpleTrainer`` / ``AMPTrainer``: each ``run_step`` is a
+    :func:`dense_assign.deferred.training_step`, and ``_write_metrics`` (which both call after the
+    backward pass and before the optimizer step; its signature differs between detectron2 v0.6
+    and main, hence ``*args``) first reads the step's queued checks, scalars and losses in one
+    copy, then checks the losses (:func:`check_losses_finite`) and hands detectron2 CPU values:
+    one GPU synchronization per step where detectron2 alone makes one per loss."""
+
+    #: Defer CPU tensors' reads too (tests: the GPU code path without a GPU).
+    defer_cpu_reads = False
+
+    def run_step(self):
+        with deferred.training_step(cpu_too=self.defer_cpu_reads):
+            return super().run_step()
 
     def _write_metrics(self, loss_dict, *args, **kwargs):
         if isinstance(loss_dict, Mapping):
+            loss_dict = deferred.read_step_values(loss_dict)
             check_losses_finite(loss_dict, self.iter)
         return super()._write_metrics(loss_dict, *args, **kwargs)
 
@@ -114,7 +114,7 @@ def add_gradient_clipping(optimizer: torch.optim.Optimizer, options: Dict) -> to
         def step(self, *args, **kwargs):
             if clip_type == "norm":
                 norm = torch.nn.utils.clip_grad_norm_(params(), clip_value, norm_type=norm_type)
-                put_scalar("grad_norm", float(norm))
+                put_scalar("grad_norm", norm)
             else:
                 torch.nn.utils.clip_grad_value_(params(), clip_value)
             return super().step(*args, **kwargs)

@@ -3,19 +3,22 @@
 
 import logging
 import os
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
-from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from detectron2.utils.file_io import PathManager
 from omegaconf import OmegaConf
 
-from .checkpoint import AtomicCheckpointer
+from .checkpoint import (
+    AtomicCheckpointer,
+    RetainingPeriodicCheckpointer,
+    check_checkpoint_fits,
+    checkpoint_mismatch,
+)
 from .config import OPTIONAL_KEYS, cfg_get, clip_grad_options, device_of, instantiate_checked
 from .data import DeterministicTrainLoader, build_train_loader, check_test_dataset
 from .evaluation import (
@@ -27,6 +30,13 @@ from .evaluation import (
 )
 from .stability import FiniteLossCheck, add_gradient_clipping
 from .visualization import visualize_predictions
+from .writers import (
+    EvalTimer,
+    RecentETAPrinter,
+    ResumableJSONWriter,
+    ResumableTensorboardXWriter,
+    resume_writers,
+)
 
 __all__ = [
     "ddp_kwargs",
@@ -110,39 +120,49 @@ def build_optimizer(cfg, model) -> torch.optim.Optimizer:
     return add_gradient_clipping(optimizer, options)
 
 
-def build_writers(cfg) -> List[Any]:
+def build_writers(cfg, eval_timer: Optional[EvalTimer] = None) -> List[Any]:
     """detectron2's default writers (console, ``metrics.json``, TensorBoard), with the median
-    window of ``train.metrics_window``."""
+    window of ``train.metrics_window``. The console's ETA is the median of the recent iteration
+    times, plus the evaluations left at the cost of the last one ``eval_timer`` measured
+    (:class:`~dense_assign.engine.writers.RecentETAPrinter`); the file writers can drop what a
+    resumed run writes again (:func:`~dense_assign.engine.writers.resume_writers`)."""
     key = "train.metrics_window"
     window = int(cfg_get(cfg, key, OPTIONAL_KEYS[key]))
     output_dir = cfg.train.output_dir
     PathManager.mkdirs(output_dir)
     return [
-        CommonMetricPrinter(cfg.train.max_iter, window_size=window),
-        JSONWriter(os.path.join(output_dir, "metrics.json"), window_size=window),
-        TensorboardXWriter(output_dir, window_size=window),
+        RecentETAPrinter(
+            cfg.train.max_iter,
+            window_size=window,
+            eval_period=cfg_get(cfg, "train.eval_period", 0) or 0,
+            eval_timer=eval_timer,
+        ),
+        ResumableJSONWriter(os.path.join(output_dir, "metrics.json"), window_size=window),
+        ResumableTensorboardXWriter(output_dir, window_size=window),
     ]
 
 
 def build_hooks(cfg, checkpointer, eval_function: Callable[[], Dict]) -> List[Any]:
     """The training hooks, in this order: iteration timer, LR schedule (``cfg.lr_multiplier``),
-    periodic checkpoints (``train.checkpointer``; main process), evaluation every
-    ``train.eval_period`` iterations and after the last one, and the writers of
+    periodic checkpoints (``train.checkpointer``, whose ``max_to_keep`` counts the checkpoints
+    already in the output folder; main process), evaluation every ``train.eval_period``
+    iterations and after the last one (timed, for the ETA), and the writers of
     :func:`build_writers` every ``train.log_period`` iterations (main process).
     ``None`` entries (other processes) are dropped by ``trainer.register_hooks``."""
     main = comm.is_main_process()
+    timed_eval = EvalTimer(eval_function)
     return [
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
         (
-            hooks.PeriodicCheckpointer(checkpointer, **_as_dict(cfg.train.checkpointer))
+            RetainingPeriodicCheckpointer(checkpointer, **_as_dict(cfg.train.checkpointer))
             if main
             else None
         ),
-        hooks.EvalHook(cfg_get(cfg, "train.eval_period", 0), eval_function),
+        hooks.EvalHook(cfg_get(cfg, "train.eval_period", 0), timed_eval),
         (
             hooks.PeriodicWriter(
-                build_writers(cfg),
+                build_writers(cfg, timed_eval),
                 period=cfg_get(cfg, "train.log_period", 20),
             )
             if main
@@ -176,7 +196,9 @@ def do_train(cfg, resume: bool = False) -> Dict[str, Any]:
 
     With ``resume``, continues from the last checkpoint of ``train.output_dir`` (iteration,
     optimizer, hook and data-stream states included: with the deterministic data stream of
-    :mod:`dense_assign.engine.data` the run continues as if it had not stopped) when there is one; otherwise starts at iteration 0 from
+    :mod:`dense_assign.engine.data` the run continues as if it had not stopped) when there is one,
+    after dropping from ``metrics.json`` (and hiding in TensorBoard) what the interrupted run wrote
+    for the iterations it trains again; otherwise starts at iteration 0 from
     ``train.init_checkpoint`` (empty: from scratch). After the final evaluation, the main process
     writes the results to ``<train.output_dir>/final_results.json`` and draws
     ``train.vis_predictions`` images.
@@ -205,7 +227,8 @@ def do_train(cfg, resume: bool = False) -> Dict[str, Any]:
         latest["results"] = results
         return results
 
-    trainer.register_hooks(build_hooks(cfg, checkpointer, evaluate))
+    train_hooks = build_hooks(cfg, checkpointer, evaluate)
+    trainer.register_hooks(train_hooks)
 
     init_checkpoint = cfg_get(cfg, "train.init_checkpoint", "") or ""
     checkpointer.resume_or_load(init_checkpoint, resume=resume)
@@ -214,6 +237,18 @@ def do_train(cfg, resume: bool = False) -> Dict[str, Any]:
         start_iter = trainer.iter + 1
     else:
         start_iter = 0
+        # A partial train.init_checkpoint is normal (ImageNet backbone weights, fine-tuning for
+        # another class count): one summary line, no error (--eval-only refuses it).
+        mismatch = checkpoint_mismatch(model, checkpointer.incompatible) if init_checkpoint else ""
+        if mismatch:
+            logger.info(
+                f"train.init_checkpoint={init_checkpoint} initializes part of the model: "
+                f"{mismatch}. Those parameters start from their initialization"
+            )
+    if resume and comm.is_main_process():
+        # What the interrupted run wrote for iterations >= start_iter is written again: drop it
+        # from metrics.json, hide it in TensorBoard.
+        resume_writers(train_hooks, start_iter)
     if isinstance(train_loader, DeterministicTrainLoader):
         train_loader.start_iter = start_iter  # its first batch is drawn by trainer.train
     trainer.train(start_iter, cfg.train.max_iter)
@@ -233,13 +268,18 @@ def do_train(cfg, resume: bool = False) -> Dict[str, Any]:
 
 def do_eval_only(cfg, resume: bool = False) -> Dict[str, Any]:
     """Evaluate a checkpoint: the last one of ``train.output_dir`` with ``resume`` (when there is
-    one), otherwise ``train.init_checkpoint``. The main process writes the results to
+    one), otherwise ``train.init_checkpoint``. A checkpoint that leaves model parameters unset
+    (missing, or of another shape: trained for another ``model.num_classes``) is a
+    :class:`~dense_assign.engine.checkpoint.CheckpointError` naming them, unless
+    ``train.allow_partial_checkpoint=True``. The main process writes the results to
     ``<train.output_dir>/eval_results.json`` and draws ``train.vis_predictions`` images."""
     model = create_ddp_model(build_model(cfg), **ddp_kwargs(cfg))
-    checkpointer = DetectionCheckpointer(model, cfg_get(cfg, "train.output_dir", "") or "")
+    checkpointer = AtomicCheckpointer(model, cfg_get(cfg, "train.output_dir", "") or "")
     init_checkpoint = cfg_get(cfg, "train.init_checkpoint", "") or ""
+    checkpoint_path = init_checkpoint
     if resume and checkpointer.has_checkpoint():
-        logger.info(f"Evaluating the last checkpoint {checkpointer.get_checkpoint_file()}")
+        checkpoint_path = checkpointer.get_checkpoint_file()
+        logger.info(f"Evaluating the last checkpoint {checkpoint_path}")
     elif init_checkpoint:
         logger.info(f"Evaluating train.init_checkpoint={init_checkpoint}")
     else:
@@ -249,6 +289,10 @@ def do_eval_only(cfg, resume: bool = False) -> Dict[str, Any]:
             + "): evaluating randomly initialized weights"
         )
     checkpointer.resume_or_load(init_checkpoint, resume=resume)
+    if checkpoint_path:
+        key = "train.allow_partial_checkpoint"
+        allow_partial = bool(cfg_get(cfg, key, OPTIONAL_KEYS.get(key, False)))
+        check_checkpoint_fits(model, checkpointer.incompatible, checkpoint_path, allow_partial)
     results = do_test(cfg, model)
     path = results_path(cfg, EVAL_RESULTS_FILE)
     if comm.is_main_process() and results and path:

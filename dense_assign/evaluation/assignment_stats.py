@@ -17,42 +17,40 @@ from ..structures import AssignResult, Priors
 
 
 def assignment_counts(priors: Priors, result: AssignResult, gt: Instances, num_classes: int):
-    """Per-image raw counts: (positives per GT (M,), positives per level (L,), sum of IoUs)."""
+    """Per-image raw counts, on the priors' device: (positives per GT (M,), positives per level
+    (L,), sum of IoUs (0-dim)). Computed over all priors with fixed shapes (no boolean indexing,
+    no ``bincount``), so that no value is read on the host: on a GPU that would synchronize."""
     pos = (result.labels >= 0) & (result.labels != num_classes) & (result.matched_idxs >= 0)
-    idx = result.matched_idxs[pos]
-    per_gt = torch.bincount(idx, minlength=len(gt)) if len(gt) else idx.new_zeros(0)
-    per_level = torch.bincount(priors.levels[pos], minlength=priors.num_levels)
-    iou_sum = 0.0
-    if pos.any():
-        a, b = priors.boxes[pos], result.matched_gt_boxes[pos]
-        lt = torch.maximum(a[:, :2], b[:, :2])
-        rb = torch.minimum(a[:, 2:], b[:, 2:])
-        inter = (rb - lt).clamp(min=0).prod(dim=1)
-        union = Boxes(a).area() + Boxes(b).area() - inter
-        iou_sum = float((inter / union.clamp(min=1e-12)).sum())
+    ones = pos.long()
+    slot = torch.where(pos, result.matched_idxs + 1, torch.zeros_like(result.matched_idxs))
+    per_gt = ones.new_zeros(len(gt) + 1).scatter_add_(0, slot, ones)[1:]
+    per_level = ones.new_zeros(priors.num_levels).scatter_add_(0, priors.levels.long(), ones)
+    a, b = priors.boxes, result.matched_gt_boxes.to(priors.boxes.dtype)
+    lt = torch.maximum(a[:, :2], b[:, :2])
+    rb = torch.minimum(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=1)
+    union = Boxes(a).area() + Boxes(b).area() - inter
+    iou_sum = torch.where(pos, inter / union.clamp(min=1e-12), torch.zeros_like(inter)).sum()
     return per_gt, per_level, iou_sum
 
 
 def assignment_statistics(
     priors: Priors, results: List[AssignResult], gts: List[Instances], num_classes: int
-) -> Dict[str, float]:
-    """The statistics of a batch; empty when the batch has no GT box."""
-    per_gt, per_level, iou_sum = [], torch.zeros(priors.num_levels, dtype=torch.long), 0.0
-    for result, gt in zip(results, gts):
-        g, lvl, s = assignment_counts(priors, result, gt, num_classes)
-        per_gt.append(g.cpu())
-        per_level += lvl.cpu()
-        iou_sum += s
-    per_gt = torch.cat(per_gt) if per_gt else torch.zeros(0, dtype=torch.long)
-    if len(per_gt) == 0:
+) -> Dict[str, torch.Tensor]:
+    """The statistics of a batch, as 0-dim tensors on the priors' device (read them with
+    ``float``); empty when the batch has no GT box."""
+    if sum(len(gt) for gt in gts) == 0:
         return {}
-    num_pos = int(per_level.sum())
+    counts = [assignment_counts(priors, r, gt, num_classes) for r, gt in zip(results, gts)]
+    per_gt = torch.cat([c[0] for c in counts]).float()
+    per_level = torch.stack([c[1] for c in counts]).sum(dim=0).float()
+    num_pos = per_level.sum().clamp(min=1)
     stats = {
-        "pos_per_gt_mean": float(per_gt.float().mean()),
-        "pos_per_gt_min": float(per_gt.min()),
-        "gt_without_pos_frac": float((per_gt == 0).float().mean()),
-        "pos_prior_iou_mean": iou_sum / max(num_pos, 1),
+        "pos_per_gt_mean": per_gt.mean(),
+        "pos_per_gt_min": per_gt.min(),
+        "gt_without_pos_frac": (per_gt == 0).float().mean(),
+        "pos_prior_iou_mean": torch.stack([c[2] for c in counts]).sum() / num_pos,
     }
-    for level, count in enumerate(per_level.tolist()):
-        stats[f"pos_frac_level{level}"] = count / max(num_pos, 1)
+    for level in range(priors.num_levels):
+        stats[f"pos_frac_level{level}"] = per_level[level] / num_pos
     return stats

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from detectron2.utils import comm
 from torch import Tensor, nn
 
+from ..deferred import put_scalar
 from ..structures import AssignResult, DensePredictions, Priors
-from .dense_loss import put_scalar
 
 #: Loss weights of the positive / negative / center-prior terms (official code; mmdet
 #: pos_loss_weight, neg_loss_weight, center_loss_weight; focal alpha 0.25 of Sec. 4.1).
@@ -49,14 +49,14 @@ NEG_GAMMA = 2.0
 EPS = 1e-12
 
 
-def reduce_mean(value: float, device) -> float:
-    """Mean of a per-process number over all processes (the official ``reduce_mean``)."""
+def reduce_mean(value, device) -> Tensor:
+    """Mean of a per-process number over all processes (the official ``reduce_mean``), as a
+    0-dim float64 tensor on ``device`` (no host read: see :mod:`dense_assign.deferred`)."""
+    t = torch.as_tensor(value, dtype=torch.float64, device=device).detach().clone()
     world = comm.get_world_size()
-    if world == 1:
-        return float(value)
-    t = torch.tensor(float(value), dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t) / world
+    if world > 1:
+        dist.all_reduce(t)
+    return t / world
 
 
 def _full(x: Tensor) -> Tensor:
@@ -129,7 +129,7 @@ class AutoAssignLoss(nn.Module):
         num_images = len(assignments)
         pos_sum = logits.new_zeros(())
         center_terms, neg_idx, bag_probs, max_weights = [], [], [], []
-        num_gt, num_pairs, prior_sum, fallback = 0, 0, 0.0, 0.0
+        num_gt, num_pairs, prior_sum, fallback = 0, 0, logits.new_zeros(()), 0.0
         for i, a in enumerate(assignments):
             pw = a.pairwise
             gt_idx = pw["gt_idx"]
@@ -146,7 +146,7 @@ class AutoAssignLoss(nn.Module):
             neg_idx.append((img, pw["neg_point"], pw["neg_class"], _full(pw["neg_fg"])))
             num_gt += m
             num_pairs += len(gt_idx)
-            prior_sum += float(g_sum.detach())
+            prior_sum = prior_sum + g_sum.detach()
             fallback += a.stats.get("gt_fallback", 0.0)
             if m > 0:
                 bag_probs.append(bag.detach())
@@ -165,8 +165,8 @@ class AutoAssignLoss(nn.Module):
             p_neg, torch.zeros_like(p_neg), reduction="none"
         )
 
-        pos_norm = max(reduce_mean(num_gt, logits.device), 1.0)
-        neg_norm = max(reduce_mean(prior_sum, logits.device), 1.0)
+        pos_norm = reduce_mean(num_gt, logits.device).clamp(min=1.0).float()
+        neg_norm = reduce_mean(prior_sum, logits.device).clamp(min=1.0).float()
         # keep every box output in the graph whatever the batch holds (DDP)
         touch = 0.0 * predictions.deltas.sum()
         if predictions.quality is not None:
@@ -178,8 +178,8 @@ class AutoAssignLoss(nn.Module):
         }
 
         if num_gt > 0:
-            put_scalar("autoassign/bag_prob", float(torch.cat(bag_probs).mean()))
-            put_scalar("autoassign/max_pos_weight", float(torch.cat(max_weights).mean()))
+            put_scalar("autoassign/bag_prob", torch.cat(bag_probs).mean())
+            put_scalar("autoassign/max_pos_weight", torch.cat(max_weights).mean())
             put_scalar("autoassign/pairs_per_gt", num_pairs / num_gt)
         put_scalar("autoassign/center_prior_sum", prior_sum / num_images)
         put_scalar("autoassign/gt_fallback", fallback / num_images)

@@ -28,10 +28,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from detectron2.utils import comm
-from detectron2.utils.events import get_event_storage
 from fvcore.nn import giou_loss, sigmoid_focal_loss, smooth_l1_loss
 from torch import Tensor, nn
 
+from ..deferred import put_scalar
 from ..structures import AssignResult, DensePredictions, Priors
 from .targets import aligned_iou, centerness_targets
 
@@ -44,15 +44,6 @@ NORMALIZERS = ("ema", "num_pos")
 def _check(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"model.loss.{name}={value!r}; allowed: {', '.join(map(str, allowed))}")
-
-
-def put_scalar(name: str, value: float) -> None:
-    """Log to detectron2's EventStorage when there is one (training); no-op otherwise."""
-    try:
-        storage = get_event_storage()
-    except AssertionError:
-        return
-    storage.put_scalar(name, value)
 
 
 class DenseLoss(nn.Module):
@@ -115,26 +106,27 @@ class DenseLoss(nn.Module):
         self.register_buffer("ema_box_weight", torch.tensor(float("nan"), dtype=torch.float64))
 
     # ------------------------------------------------------------------ normalizers
-    def _normalize(self, buffer_name: str, local_value: Tensor, floor: float = 1.0) -> float:
-        """The normalizer of a summed loss, from this process's count (or weight sum).
+    def _normalize(self, buffer_name: str, local_value: Tensor, floor: float = 1.0) -> Tensor:
+        """The normalizer of a summed loss, from this process's count (or weight sum), as a 0-dim
+        float32 tensor on the loss's device (no host read: see :mod:`dense_assign.deferred`).
 
         ``floor``: lower bound (1 for a count, as the official code and detectron2; a tiny value
         for the centerness sum, which the official code divides by as it is).
         """
+        value = local_value.detach().to(torch.float64)
         if self.normalizer == "num_pos":
-            value = local_value.detach().to(torch.float64)
             world = comm.get_world_size()
             if world > 1:
                 value = value.clone()
                 dist.all_reduce(value)
-            return max(float(value) / world, floor)
+            return (value / world).clamp(min=floor).float()
         # "ema": detectron2's DenseDetector._ema_update, with the state in a buffer
         buf = getattr(self, buffer_name)
-        old = self.ema_init if torch.isnan(buf) else float(buf)
-        new = old * self.ema_momentum + max(float(local_value), floor) * (1 - self.ema_momentum)
+        old = torch.where(torch.isnan(buf), torch.full_like(buf, self.ema_init), buf)
+        new = old * self.ema_momentum + value.clamp(min=floor) * (1 - self.ema_momentum)
         if self.training:
-            buf.fill_(new)
-        return new
+            buf.copy_(new)
+        return new.float()
 
     # ------------------------------------------------------------------ loss
     def forward(
@@ -164,7 +156,7 @@ class DenseLoss(nn.Module):
                 ]
             )
         num_pos = pos.sum() if weights is None else weights[pos].sum()
-        put_scalar("num_pos_anchors", float(pos.sum()) / num_images)
+        put_scalar("num_pos_anchors", pos.sum() / num_images)
         normalizer = self._normalize("ema_num_pos", num_pos)
 
         # classification: focal loss over all non-ignored priors, one-hot without background

@@ -17,8 +17,9 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
+from .. import deferred
+from ..deferred import put_scalar
 from ..evaluation.assignment_stats import assignment_statistics
-from ..losses.dense_loss import put_scalar
 from ..registry import ASSIGNER_REGISTRY, DENSE_HEAD_REGISTRY, build_from_registry
 from ..structures import AssignResult, DensePredictions, Priors
 from .scoring import SCORE_FUNCTIONS, compute_scores, needs_quality
@@ -171,8 +172,10 @@ class OneStageDetector(DenseDetector):
         sizes = [len(a) for a in anchors]
         strides = [int(s) for s in self.prior_generator.strides]
         device = boxes.device
-        levels = torch.repeat_interleave(
-            torch.arange(len(sizes), device=device), torch.tensor(sizes, device=device)
+        levels = torch.repeat_interleave(  # output_size: no GPU synchronization
+            torch.arange(len(sizes), device=device),
+            torch.tensor(sizes, device=device),
+            output_size=sum(sizes),
         )
         return Priors(
             boxes=boxes,
@@ -196,11 +199,15 @@ class OneStageDetector(DenseDetector):
         return self._transpose_dense_predictions(outputs, dims)
 
     def _flatten_predictions(self, features, predictions) -> DensePredictions:
+        """The head's outputs for the assigner and the loss, in float32: under AMP the head
+        computes in fp16, and box decoding, IoUs and the losses would then mix fp16 with the fp32
+        priors and targets (fvcore's GIoU refuses the mix; detectron2's linear box decoding keeps
+        fp16; exp and IoU lose precision). The features (SAPD's selection net) stay as they are."""
         flat = self._transpose(predictions)
         return DensePredictions(
-            logits=cat(flat[0], dim=1),
-            deltas=cat(flat[1], dim=1),
-            quality=cat(flat[2], dim=1) if len(flat) > 2 else None,
+            logits=cat(flat[0], dim=1).float(),
+            deltas=cat(flat[1], dim=1).float(),
+            quality=cat(flat[2], dim=1).float() if len(flat) > 2 else None,
             features=features,
         )
 
@@ -236,19 +243,25 @@ class OneStageDetector(DenseDetector):
     def _check_finite_boxes(preds: DensePredictions) -> None:
         """Non-finite box outputs (a diverged model) would fail inside box decoding or a GIoU
         assertion of an assigner or loss; stop with a message instead. (Non-finite class or
-        quality outputs give NaN losses, which the trainer reports by name.)"""
-        if bool(torch.isfinite(preds.deltas).all()):
-            return
+        quality outputs give NaN losses, which the trainer reports by name.) On a GPU inside a
+        training step the flag is read with the losses (:mod:`dense_assign.deferred`): the error
+        comes before the optimizer step, or in place of the assigner's or loss's own failure."""
         try:
             where = f" at iteration {get_event_storage().iter}"
         except AssertionError:  # no EventStorage: not in a training loop
             where = ""
-        num_bad = int((~torch.isfinite(preds.deltas)).sum())
-        raise NonFinitePredictionError(
-            f"Non-finite box outputs of the head{where} ({num_bad} of {preds.deltas.numel()} "
-            "values): training diverged before the box losses (loss_box_reg) could be computed. "
-            "Consider a lower learning rate, a longer warmup or train.clip_grad.enabled=True."
-        )
+        deltas = preds.deltas
+
+        def error():
+            num_bad = int((~torch.isfinite(deltas)).sum())
+            return NonFinitePredictionError(
+                f"Non-finite box outputs of the head{where} ({num_bad} of {deltas.numel()} "
+                "values): training diverged before the box losses (loss_box_reg) could be "
+                "computed. Consider a lower learning rate, a longer warmup or "
+                "train.clip_grad.enabled=True."
+            )
+
+        deferred.check(torch.isfinite(deltas.detach()).all(), error)
 
     @staticmethod
     def _assigner_losses(assignments: List[AssignResult]):
@@ -268,7 +281,7 @@ class OneStageDetector(DenseDetector):
         for name, value in stats.items():
             put_scalar(f"assign/{name}", value)
         for name in sorted({k for a in assignments for k in a.stats}):
-            values = [float(a.stats[name]) for a in assignments if name in a.stats]
+            values = [a.stats[name] for a in assignments if name in a.stats]  # numbers or 0-dim
             put_scalar(f"assigner/{name}", sum(values) / len(values))
 
     def check_gt_instances(self, batched_inputs) -> None:
@@ -282,15 +295,21 @@ class OneStageDetector(DenseDetector):
                 continue
             boxes, classes = inst.gt_boxes.tensor, inst.gt_classes
             name = x.get("file_name", None) or f"image_id={x.get('image_id', '?')}"
-            if not bool(torch.isfinite(boxes).all()):
+
+            def non_finite(boxes=boxes, name=name):
                 bad = (~torch.isfinite(boxes)).any(dim=1).nonzero()[:, 0].tolist()
-                raise ValueError(f"Ground truth of {name}: non-finite boxes at indices {bad[:10]}")
-            outside = (classes < 0) | (classes >= self.num_classes)
-            if bool(outside.any()):
-                raise ValueError(
+                return ValueError(f"Ground truth of {name}: non-finite boxes at indices {bad[:10]}")
+
+            def bad_class(classes=classes, name=name):
+                outside = (classes < 0) | (classes >= self.num_classes)
+                return ValueError(
                     f"Ground truth of {name}: class ids {sorted(set(classes[outside].tolist()))} "
                     f"outside [0, {self.num_classes}) (model.num_classes={self.num_classes})"
                 )
+
+            # CPU tensors (a data loader's) are checked at once; CUDA ones with the losses
+            deferred.check(torch.isfinite(boxes).all(), non_finite)
+            deferred.check(((classes >= 0) & (classes < self.num_classes)).all(), bad_class)
 
     # ------------------------------------------------------------------ inference
     def forward(self, batched_inputs):

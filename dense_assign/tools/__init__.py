@@ -273,5 +273,7 @@ def priors_for_image_size(prior_generator, image_size, size_divisibility: int = 
         pass
 
     shim = _Shim()
-    shim.prior_generator = prior_generator
+    # detectron2's anchor generators build the grid on the device of their cell-anchor buffers,
+    # not of the features: the generator goes to ``device`` too
+    shim.prior_generator = prior_generator.to(device)
     return OneStageDetector.build_priors(shim, feats)

@@ -4,6 +4,7 @@
     python -m dense_assign.tools.benchmark --parts assign --image-size 800 1333 \
         --num-gt 1 10 100 1000 --repeats 5 --output benchmark_assign.json
     python -m dense_assign.tools.benchmark --train-step --inference --output benchmark_models.json
+    python -m dense_assign.tools.benchmark --device cuda --train-step --amp --train-images 2
 
 Three parts (``--parts``, or the shorthands ``--assign`` / ``--train-step`` / ``--inference``;
 default: all three), measured in one run, printed as markdown tables and written to ``--output``:
@@ -288,12 +289,13 @@ def detectron2_cases(image_size, device, num_classes=NUM_CLASSES) -> List[Assign
     fcos_cfg = model_zoo.get_config("common/models/fcos.py").model
     radius = float(fcos_cfg.get("center_sampling_radius", 1.5))
     # FCOS builds this generator itself: one box of stride size per location, offset 0
+    # (the generators make their grids on the device of their buffers: moved to ``device``)
     fcos_anchors = DefaultAnchorGenerator(
         sizes=[[s] for s in strides], aspect_ratios=[1.0], strides=strides
-    )(_dummy_features(strides, image_size, device))
+    ).to(device)(_dummy_features(strides, image_size, device))
     fcos = _bare(FCOS, num_classes=num_classes, center_sampling_radius=radius)
     retina_cfg = model_zoo.get_config("common/models/retinanet.py").model
-    retina_gen = instantiate(retina_cfg.anchor_generator)
+    retina_gen = instantiate(retina_cfg.anchor_generator).to(device)
     retina_anchors = retina_gen(_dummy_features(retina_gen.strides, image_size, device))
     retina = _bare(
         RetinaNet, num_classes=num_classes, anchor_matcher=instantiate(retina_cfg.anchor_matcher)
@@ -554,6 +556,7 @@ def bench_models(args, device, parts) -> Dict:
             "images": train_images,
             "image_size": list(train_size),
             "num_gt": args.train_num_gt,
+            "amp": bool(args.amp),
             "repeats": args.train_repeats,
             "rows": [],
         }
@@ -575,7 +578,7 @@ def bench_models(args, device, parts) -> Dict:
             ]
 
             def step():
-                with EventStorage(0):
+                with EventStorage(0), torch.autocast(device.type, enabled=args.amp):
                     losses = model(batch)
                     total = sum(losses.values())
                 total.backward()
@@ -584,7 +587,7 @@ def bench_models(args, device, parts) -> Dict:
 
             row = _model_row(case, step, device, args)
             out["train"]["rows"].append(row)
-            logger.info(f"train step {case.name}: {row['time_ms']:.1f} ms")
+            logger.info(f"train step {case.name}: {_f(row['time_ms'], '{:.1f}')} ms")
         if "inference" in out:
             model.eval()
             images = [{"image": x["image"].to(device)} for x in infer_batch]
@@ -594,28 +597,33 @@ def bench_models(args, device, parts) -> Dict:
                     return model(images)
 
             row = _model_row(case, infer, device, args)
-            row["images_per_s"] = args.inference_images / (row["time_ms"] / 1e3)
+            row["images_per_s"] = (
+                args.inference_images / (row["time_ms"] / 1e3) if row["time_ms"] else None
+            )
             out["inference"]["rows"].append(row)
-            logger.info(f"inference {case.name}: {row['images_per_s']:.2f} images/s")
+            logger.info(f"inference {case.name}: {_f(row['images_per_s'], '{:.2f}')} images/s")
         del model
     for part in out.values():
-        ref = next((r for r in part["rows"] if r["name"] == D2_FCOS), None)
+        ref = next((r for r in part["rows"] if r["name"] == D2_FCOS and r["time_ms"]), None)
         for row in part["rows"]:
-            row["ratio_to_d2_fcos"] = row["time_ms"] / ref["time_ms"] if ref else None
+            ok = ref is not None and row["time_ms"] is not None
+            row["ratio_to_d2_fcos"] = row["time_ms"] / ref["time_ms"] if ok else None
     return out
 
 
 def _model_row(case, fn, device, args) -> Dict:
     """A train / inference table row of ``case``: median time of ``fn`` over
-    ``--train-repeats`` calls and its peak extra memory (unless ``--no-memory``)."""
-    seconds = median_time(fn, device, args.train_repeats, args.warmup)
-    mem = peak_extra_memory(fn, device) if args.memory else None
-    return {
-        "name": case.name,
-        "source": case.source,
-        "time_ms": seconds * 1e3,
-        "peak_mem_mb": _mb(mem),
-    }
+    ``--train-repeats`` calls and its peak extra memory (unless ``--no-memory``). A model that
+    fails gets a row with the error instead of stopping the others (detectron2 v0.6's FCOS fails
+    under autocast: fvcore's GIoU gets its fp16 boxes next to fp32 targets)."""
+    row = {"name": case.name, "source": case.source, "time_ms": None, "peak_mem_mb": None}
+    try:
+        row["time_ms"] = median_time(fn, device, args.train_repeats, args.warmup) * 1e3
+        row["peak_mem_mb"] = _mb(peak_extra_memory(fn, device) if args.memory else None)
+    except Exception as e:  # noqa: BLE001  (reported in the row and the log)
+        row["error"] = f"{type(e).__name__}: {e}"[:300]
+        logger.warning(f"{case.name}: {row['error']}")
+    return row
 
 
 # ----------------------------------------------------------------------------- report
@@ -656,13 +664,17 @@ def markdown(results: Dict) -> str:
     t = results.get("train")
     if t:
         h, w = t["image_size"]
+        amp = ", forward in mixed precision (autocast fp16)" if t.get("amp") else ""
         out.append(
             f"\n### Training step (forward + backward), {t['images']} images of {h}x{w}, "
-            f"{t['num_gt']} GT each\n"
+            f"{t['num_gt']} GT each{amp}\n"
         )
         out.append("| model | ms | x detectron2 FCOS | peak extra MB |")
         out.append("|---|---|---|---|")
         for row in t["rows"]:
+            if row.get("error"):
+                out.append(f"| {row['name']} | failed: {row['error']} | - | - |")
+                continue
             out.append(
                 f"| {row['name']} | {row['time_ms']:.1f} | {_f(row['ratio_to_d2_fcos'], '{:.2f}')} "
                 f"| {_f(row['peak_mem_mb'], '{:.0f}')} |"
@@ -674,6 +686,9 @@ def markdown(results: Dict) -> str:
         out.append("| model | images/s | ms | x detectron2 FCOS (time) | peak extra MB |")
         out.append("|---|---|---|---|---|")
         for row in i["rows"]:
+            if row.get("error"):
+                out.append(f"| {row['name']} | failed: {row['error']} | - | - | - |")
+                continue
             out.append(
                 f"| {row['name']} | {row['images_per_s']:.2f} | {row['time_ms']:.1f} | "
                 f"{_f(row['ratio_to_d2_fcos'], '{:.2f}')} | {_f(row['peak_mem_mb'], '{:.0f}')} |"
@@ -773,6 +788,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="timed steps / inference calls per model (default 3)",
     )
+    g.add_argument(
+        "--amp",
+        action="store_true",
+        help="training step: forward under torch.autocast (fp16), as AMPTrainer (CUDA only)",
+    )
     g.add_argument("--inference-images", type=int, default=1)
     g.add_argument("--inference-size", type=int, nargs=2, default=(800, 1333), metavar=("H", "W"))
     add_overrides_arg(g, "config overrides applied to every --train-configs config")
@@ -804,6 +824,8 @@ def _check_args(args):
         raise ToolError("--image-size must be positive and --box-sides 0 < MIN <= MAX")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ToolError("--device cuda, but CUDA is not available on this machine")
+    if args.amp and args.device != "cuda":
+        raise ToolError("--amp: mixed precision is measured on CUDA only (--device cuda)")
 
 
 def run(args) -> Dict:
