@@ -23,7 +23,7 @@ step of the same iteration instead of inside the forward pass).
 """
 
 import contextlib
-from typing import Callable, Dict, List, Mapping, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from detectron2.utils.events import get_event_storage
@@ -93,10 +93,26 @@ def _to_host(tensors: List[torch.Tensor]) -> List[torch.Tensor]:
     return out
 
 
-def _raise_failed(checks, flags) -> None:
+def _raise_failed(checks, flags, cause: Optional[BaseException] = None) -> None:
     for (_, error), flag in zip(checks, flags):
         if not bool(flag):
-            raise error()
+            if cause is None:
+                raise error()
+            raise error() from cause
+
+
+def _read_queued(extra: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Read the queued checks and scalars and the 0-dim tensors ``extra`` in one copy (none when
+    all are empty); raise the first failed check; store the scalars; return ``extra`` on the
+    host."""
+    checks, scalars = _take()
+    host = _to_host([c for c, _ in checks] + [v for _, v in scalars] + extra)
+    _raise_failed(checks, host[: len(checks)])
+    if scalars:
+        storage = get_event_storage()
+        for (name, _), value in zip(scalars, host[len(checks) :]):
+            storage.put_scalar(name, float(value))
+    return host[len(checks) + len(scalars) :]
 
 
 def read_step_values(losses: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -104,24 +120,11 @@ def read_step_values(losses: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tens
     is taken otherwise) in one copy; raise the first failed check; store the scalars; return the
     losses as 0-dim CPU float tensors. Nothing is queued outside a step: then it only converts
     ``losses``."""
-    checks, scalars = _take()
-    names = list(losses)
     tensors = [
         v.detach().float().sum() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
         for v in losses.values()
     ]
-    host = _to_host([c for c, _ in checks] + [v for _, v in scalars] + tensors)
-    flags, values, loss_values = (
-        host[: len(checks)],
-        host[len(checks) : len(checks) + len(scalars)],
-        host[len(checks) + len(scalars) :],
-    )
-    _raise_failed(checks, flags)
-    if scalars:
-        storage = get_event_storage()
-        for (name, _), value in zip(scalars, values):
-            storage.put_scalar(name, float(value))
-    return dict(zip(names, loss_values))
+    return dict(zip(losses, _read_queued(tensors)))
 
 
 @contextlib.contextmanager
@@ -139,22 +142,10 @@ def training_step(cpu_too: bool = False):
     try:
         yield
     except BaseException as e:
-        _state["active"], _state["cpu_too"] = False, False
         checks, _ = _take()
-        if checks:
-            flags = _to_host([c for c, _ in checks])
-            for (_, error), flag in zip(checks, flags):
-                if not bool(flag):
-                    raise error() from e
+        _raise_failed(checks, _to_host([c for c, _ in checks]), cause=e)
         raise
     else:
-        _state["active"], _state["cpu_too"] = False, False
-        checks, scalars = _take()
-        if checks or scalars:
-            host = _to_host([c for c, _ in checks] + [v for _, v in scalars])
-            _raise_failed(checks, host[: len(checks)])
-            storage = get_event_storage()
-            for (name, _), value in zip(scalars, host[len(checks) :]):
-                storage.put_scalar(name, float(value))
+        _read_queued([])
     finally:
         _state["active"], _state["cpu_too"] = False, False

@@ -80,13 +80,14 @@ import math
 import numbers
 import os
 import re
-import tempfile
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from detectron2.structures import BoxMode
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from ..fileio import atomic_write
 
 __all__ = [
     "DatasetError",
@@ -292,11 +293,31 @@ def image_check_cache_dir() -> str:
     return os.path.join(base, "image_checks")
 
 
+def _cache_path(cache_dir: str, key: str, readable: str, digest: int) -> str:
+    """``<cache_dir>/<readable, as a file name>-<first digest hex digits of sha1(key)>.json``."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", readable)[:80] or "cache"
+    return os.path.join(cache_dir, f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:digest]}.json")
+
+
 def _cache_file(cache_dir: str, dataset_names: Sequence[str]) -> str:
     names = ",".join(dataset_names)
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", names)[:80] or "dataset"
-    digest = hashlib.sha1(names.encode()).hexdigest()[:8]
-    return os.path.join(cache_dir, f"{slug}-{digest}.json")
+    return _cache_path(cache_dir, names, names, 8)
+
+
+def _file_key(stat: os.stat_result) -> list:
+    """What identifies a version of a file for the caches: size, mtime and ctime (a rewrite that
+    keeps the size and restores the mtime still changes the ctime)."""
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def _write_cache(path: str, data: Dict[str, Any]) -> None:
+    """Write a cache json atomically (:func:`dense_assign.fileio.atomic_write`); a cache that
+    cannot be written only costs the cache."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, lambda f: json.dump(data, f), mode="w")
+    except (OSError, TypeError, ValueError) as e:
+        logger.debug(f"Cache {path} not written: {type(e).__name__}: {e}")
 
 
 def _cache_header() -> Dict[str, Any]:
@@ -330,13 +351,9 @@ class _ImageCheckCache:
         except Exception as e:
             logger.debug(f"Image check cache {path} not used: {type(e).__name__}: {e}")
 
-    @staticmethod
-    def key(stat: os.stat_result) -> list:
-        return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
-
     def get(self, path: str, stat: os.stat_result) -> Optional[Dict[str, Any]]:
         entry = self.entries.get(path)
-        if entry is not None and entry[:3] == self.key(stat):
+        if entry is not None and entry[:3] == _file_key(stat):
             self.hits += 1
             self.used[path] = entry
             return entry[3]
@@ -345,25 +362,13 @@ class _ImageCheckCache:
     def put(self, path: str, stat: os.stat_result, result: Dict[str, Any]) -> None:
         if result["problem"] == "unreadable":
             return  # often transient (permissions, network file systems): checked again
-        self.used[path] = self.key(stat) + [result]
+        self.used[path] = _file_key(stat) + [result]
         self.dirty = True
 
     def save(self) -> None:
         if not self.path or not (self.dirty or len(self.used) != len(self.entries)):
             return
-        folder = os.path.dirname(self.path)
-        try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump({"header": _cache_header(), "entries": self.used}, f)
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        except OSError as e:
-            logger.debug(f"Image check cache {self.path} not written: {type(e).__name__}: {e}")
+        _write_cache(self.path, {"header": _cache_header(), "entries": self.used})
 
 
 def _image_problem(record: Dict[str, Any], result: Dict[str, Any]) -> Tuple[Optional[str], str]:
@@ -679,8 +684,7 @@ def _summarize_coco(coco: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _json_cache_file(cache_dir: str, path: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(path))[:60] or "json"
-    return os.path.join(cache_dir, f"{slug}-{hashlib.sha1(path.encode()).hexdigest()[:12]}.json")
+    return _cache_path(cache_dir, path, os.path.basename(path)[:60], 12)
 
 
 def coco_json_summary(json_file: str, cache_dir: Optional[str] = None) -> Optional[Dict[str, Any]]:
@@ -693,7 +697,7 @@ def coco_json_summary(json_file: str, cache_dir: Optional[str] = None) -> Option
         stat = os.stat(path)
     except OSError:
         return None
-    key = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    key = _file_key(stat)
     memo = _JSON_SUMMARIES.get(path)
     if memo is not None and memo[0] == key:
         return memo[1]
@@ -726,18 +730,7 @@ def coco_json_summary(json_file: str, cache_dir: Optional[str] = None) -> Option
     )
     _JSON_SUMMARIES[path] = (key, summary)
     if cache_file:
-        try:
-            os.makedirs(cache_dir, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump({"header": header, "summary": summary}, f)
-                os.replace(tmp, cache_file)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        except (OSError, TypeError, ValueError) as e:
-            logger.debug(f"Json check cache {cache_file} not written: {type(e).__name__}: {e}")
+        _write_cache(cache_file, {"header": header, "summary": summary})
     return summary
 
 

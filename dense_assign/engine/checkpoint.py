@@ -33,6 +33,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import hooks
 
+from ..fileio import TMP_MARK, atomic_write
 from .config import ConfigError
 
 try:  # fvcore's filter of parameters shared under two names (private; absent: no filtering)
@@ -55,33 +56,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Part of the name of temporary files: ``<name>.tmp-<pid>``.
-TMP_MARK = ".tmp-"
-
-
-def atomic_write(path: str, write, mode: str = "wb") -> None:
-    """Call ``write(f)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    tmp = f"{path}{TMP_MARK}{os.getpid()}"
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    try:  # make the rename itself durable
-        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _is_local(path: str) -> bool:

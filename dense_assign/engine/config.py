@@ -63,6 +63,7 @@ __all__ = [
     "NAMED_NODES",
     "SCALAR_OR_LIST_KEYS",
     "cfg_get",
+    "cfg_option",
     "check_config",
     "check_num_classes",
     "clip_grad_options",
@@ -125,6 +126,11 @@ def cfg_get(cfg, key: str, default: Any = None) -> Any:
     """``cfg.<key>`` for a dotted ``key``, or ``default`` when any part of it is absent."""
     value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
     return default if value is _MISSING else value
+
+
+def cfg_option(cfg, key: str) -> Any:
+    """The value of the optional key ``key`` (one of :data:`OPTIONAL_KEYS`), or its default."""
+    return cfg_get(cfg, key, OPTIONAL_KEYS[key])
 
 
 def device_of(cfg):
@@ -615,7 +621,7 @@ def check_config(cfg, eval_only: bool = False, config_file: str = "") -> None:
             "add the override train.device=cpu"
         )
     clip_grad_options(cfg, config_file)
-    window = cfg_get(cfg, "train.metrics_window", OPTIONAL_KEYS["train.metrics_window"])
+    window = cfg_option(cfg, "train.metrics_window")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ConfigError(f"train.metrics_window={window!r}{where} must be an integer >= 1")
     check_num_classes(cfg, config_file)

@@ -56,7 +56,7 @@ from detectron2.utils.registry import locate
 from omegaconf import DictConfig
 
 from ..data.checks import CheckedMapper, DatasetError, check_dataset_dicts
-from .config import OPTIONAL_KEYS, ConfigError, cfg_get, dataset_names
+from .config import ConfigError, cfg_get, cfg_option, dataset_names
 
 __all__ = [
     "DeterministicTrainLoader",
@@ -259,8 +259,7 @@ def check_test_dataset(cfg, num_classes: Optional[int] = None) -> None:
     if node is None or cfg_get(node, "dataset", None) is None:
         return
     evaluation = _has_evaluator(cfg)
-    key = "train.vis_predictions"
-    if not evaluation and not int(cfg_get(cfg, key, OPTIONAL_KEYS.get(key, 0)) or 0):
+    if not evaluation and not int(cfg_option(cfg, "train.vis_predictions") or 0):
         logger.info(
             "No dataloader.evaluator: the test set is not loaded, training runs without evaluation"
         )
@@ -286,7 +285,7 @@ def build_test_loader(cfg, num_classes: Optional[int] = None, evaluation: bool =
 def data_seed(cfg) -> int:
     """``train.seed`` when >= 0, else a random seed shared by all processes (every process must
     call this)."""
-    seed = int(cfg_get(cfg, "train.seed", OPTIONAL_KEYS["train.seed"]))
+    seed = int(cfg_option(cfg, "train.seed"))
     return seed if seed >= 0 else int(comm.shared_random_seed())
 
 
@@ -473,9 +472,7 @@ def build_train_loader(cfg, num_classes: Optional[int] = None):
         return instantiate(node)
     dataset = _checked_dataset(node, "training", num_classes, training=True)
 
-    wanted = bool(
-        cfg_get(cfg, "train.deterministic_data", OPTIONAL_KEYS["train.deterministic_data"])
-    )
+    wanted = bool(cfg_option(cfg, "train.deterministic_data"))
     keys = set(node.keys()) - {"_target_"}
     unsupported = sorted(
         k

@@ -19,7 +19,7 @@ from .checkpoint import (
     check_checkpoint_fits,
     checkpoint_mismatch,
 )
-from .config import OPTIONAL_KEYS, cfg_get, clip_grad_options, device_of, instantiate_checked
+from .config import cfg_get, cfg_option, clip_grad_options, device_of, instantiate_checked
 from .data import DeterministicTrainLoader, build_train_loader, check_test_dataset
 from .evaluation import (
     EVAL_RESULTS_FILE,
@@ -126,8 +126,7 @@ def build_writers(cfg, eval_timer: Optional[EvalTimer] = None) -> List[Any]:
     times, plus the evaluations left at the cost of the last one ``eval_timer`` measured
     (:class:`~dense_assign.engine.writers.RecentETAPrinter`); the file writers can drop what a
     resumed run writes again (:func:`~dense_assign.engine.writers.resume_writers`)."""
-    key = "train.metrics_window"
-    window = int(cfg_get(cfg, key, OPTIONAL_KEYS[key]))
+    window = int(cfg_option(cfg, "train.metrics_window"))
     output_dir = cfg.train.output_dir
     PathManager.mkdirs(output_dir)
     return [
@@ -182,8 +181,7 @@ def build_model(cfg) -> torch.nn.Module:
 
 def maybe_visualize(cfg, model) -> List[str]:
     """Draw ``train.vis_predictions`` test images (default 0: none) on the main process."""
-    key = "train.vis_predictions"
-    num = int(cfg_get(cfg, key, OPTIONAL_KEYS[key]) or 0)
+    num = int(cfg_option(cfg, "train.vis_predictions") or 0)
     written: List[str] = []
     if num > 0 and comm.is_main_process():
         written = visualize_predictions(cfg, model, num)
@@ -290,8 +288,7 @@ def do_eval_only(cfg, resume: bool = False) -> Dict[str, Any]:
         )
     checkpointer.resume_or_load(init_checkpoint, resume=resume)
     if checkpoint_path:
-        key = "train.allow_partial_checkpoint"
-        allow_partial = bool(cfg_get(cfg, key, OPTIONAL_KEYS.get(key, False)))
+        allow_partial = bool(cfg_option(cfg, "train.allow_partial_checkpoint"))
         check_checkpoint_fits(model, checkpointer.incompatible, checkpoint_path, allow_partial)
     results = do_test(cfg, model)
     path = results_path(cfg, EVAL_RESULTS_FILE)

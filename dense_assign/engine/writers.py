@@ -24,12 +24,12 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Optional, Tuple
 
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from detectron2.utils.file_io import PathManager
 
-from .checkpoint import atomic_write
+from ..fileio import atomic_write
 
 __all__ = [
     "ETA_WINDOW",
@@ -53,24 +53,19 @@ TRAINING_KEYS = ("total_loss", "time", "data_time", "lr", "eta_seconds")
 
 
 class EvalTimer:
-    """Calls ``function`` (the evaluation of ``EvalHook``) and keeps how long each call took
-    (:attr:`seconds`)."""
+    """Calls ``function`` (the evaluation of ``EvalHook``) and keeps how long the last call took
+    (:attr:`last`, seconds; None before the first call)."""
 
     def __init__(self, function: Callable[[], Any]):
         self.function = function
-        self.seconds: List[float] = []
+        self.last: Optional[float] = None
 
     def __call__(self):
         start = time.perf_counter()
         try:
             return self.function()
         finally:
-            self.seconds.append(time.perf_counter() - start)
-
-    @property
-    def last(self) -> Optional[float]:
-        """Seconds of the last evaluation, None before the first one."""
-        return self.seconds[-1] if self.seconds else None
+            self.last = time.perf_counter() - start
 
 
 def remaining_evaluations(iteration: int, max_iter: int, eval_period: int) -> int:
