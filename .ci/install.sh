@@ -12,7 +12,7 @@
 #       compatibility patch .ci/patches/detectron2-v0.6.patch (see the header of that file).
 # With (a) and a PYTHON that is a virtual environment, that environment's site-packages are layered
 # under the new venv (a .pth file). INSTALL_VENV_ONLY=1 stops once the venv exists and detectron2
-# imports in it (tests/test_installer.py).
+# imports in it (tests/integration/test_installer.py).
 # Then `pip install -e .[test]` for dense_assign itself. Every step is skipped when already done, so a
 # re-run after an interruption finishes the job instead of starting over.
 set -euo pipefail
@@ -63,7 +63,7 @@ if sys.prefix != sys.base_prefix:
     fi
 fi
 if [ -n "${INSTALL_VENV_ONLY:-}" ]; then
-    # used by tests/test_installer.py: stop once the venv is made, saying where detectron2 comes from
+    # used by tests/integration/test_installer.py: stop once the venv is made, saying where detectron2 comes from
     "$VPY" -c "import detectron2; print('[install] detectron2 from', detectron2.__file__)" \
         || die "detectron2 does not import in $VENV"
     exit 0

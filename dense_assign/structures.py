@@ -56,30 +56,36 @@ class Priors:
 
 @dataclass
 class AssignResult:
-    """What an assigner decides for one image.
+    """What an assigner decides for one image: the contract between assigners and losses.
 
     Attributes:
         labels: (R,) int64 in {-1 ignore, 0..K-1 foreground, K background}.
         matched_idxs: (R,) int64, index of the GT a prior is matched to, in [0, M); -1 where the
             prior has no GT (background, or ignored with no GT).
         matched_gt_boxes: (R, 4) XYXY box of the matched GT (zeros where ``matched_idxs`` is -1).
-        pos_weights: optional (R,) soft weights of the priors (1 where absent): SAPD.
-        pairwise: optional dict of (M, R) or pair-list tensors for set-based losses: AutoAssign.
-        quality_targets: optional (R,) targets for the quality branch, overriding the loss's own.
+        num_gt: M, the GT boxes of the image.
+        cls_targets: optional (R,) soft classification targets: the value a positive's class
+            channel trains towards (an IoU or an alignment score, as VFNet, TOOD, RTMDet and GFL
+            train against), read only at positives; 1 for every positive where absent.
+        loss_weights: optional (R,) weights of the priors' classification and box losses (1 where
+            absent; 0 drops a prior): SAPD's soft point x level weights.
+        pairwise: optional dict of pair-list tensors for set-based losses: AutoAssign.
         losses: optional loss terms of the assigner's own learnable parts (e.g. SAPD's feature
             selection net); the detector averages each over the images of the batch and adds it
             to the loss dict.
-        stats: numbers for logging (put into detectron2's EventStorage by the detector): Python
-            numbers or 0-dim tensors, which are read with ``float()`` only when logged (on a GPU
-            inside a training step, with the losses: :mod:`dense_assign.deferred`).
+        stats: numbers for logging only (put into detectron2's EventStorage by the detector):
+            Python numbers or 0-dim tensors, which are read with ``float()`` only when logged (on
+            a GPU inside a training step, with the losses: :mod:`dense_assign.deferred`). Losses
+            never read them.
     """
 
     labels: Tensor
     matched_idxs: Tensor
     matched_gt_boxes: Tensor
-    pos_weights: Optional[Tensor] = None
+    num_gt: int = 0
+    cls_targets: Optional[Tensor] = None
+    loss_weights: Optional[Tensor] = None
     pairwise: Optional[Dict[str, Tensor]] = None
-    quality_targets: Optional[Tensor] = None
     losses: Optional[Dict[str, Tensor]] = None
     stats: Dict[str, Union[float, Tensor]] = field(default_factory=dict)
 
@@ -106,3 +112,12 @@ class DensePredictions:
             quality=None if self.quality is None else self.quality[i],
             features=[f[i : i + 1] for f in self.features],
         )
+
+
+def positives_per_gt(matched_idxs: Tensor, positive: Tensor, num_gt: int) -> Tensor:
+    """(M,) int64: how many priors with ``positive`` True are matched to each GT (``matched_idxs``
+    in [0, M) there). With ``scatter_add`` rather than ``bincount``, whose CUDA version reads its
+    maximum on the host."""
+    slot = torch.where(positive, matched_idxs + 1, torch.zeros_like(matched_idxs))
+    counts = slot.new_zeros(num_gt + 1).scatter_add_(0, slot, positive.long())
+    return counts[1:]

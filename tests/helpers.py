@@ -6,30 +6,62 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import torch
+from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig
 from detectron2.layers import ShapeSpec
+from detectron2.modeling.backbone import ResNet
 from detectron2.structures import Boxes, Instances
+
+from dense_assign.model_zoo import basic_resnet_stages
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NET = REPO / "train_net.py"
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny_fcos.py"
 
 
-def shrink_model(m, channels: int = 32, tower: int = 2, num_classes: int = 3):
-    """Turn a R-50-FPN model config into a ResNet-18 FPN with BN and thin towers (CPU tests)."""
-    m.backbone.bottom_up.stages.depth = 18
-    m.backbone.bottom_up.stages.norm = "BN"
-    m.backbone.bottom_up.stem.norm = "BN"
-    if "stride_in_1x1" in m.backbone.bottom_up.stages:
-        del m.backbone.bottom_up.stages.stride_in_1x1
+def shrink_model(
+    m,
+    channels: int = 32,
+    tower: int = 2,
+    num_classes: Optional[int] = 3,
+    width: Optional[int] = None,
+    norm: Optional[str] = "BN",
+):
+    """Turn a ResNet FPN model config into a thin ResNet-18 FPN (CPU tests), in place.
+
+    Any backbone of the shipped configs: R-50 / R-101 (``ResNet.make_default_stages``), X-101
+    (``model_zoo.resnext_stages``) or R-18 of any width (``model_zoo.basic_resnet_stages``, the
+    converging benchmark's). ``width=None`` gives ResNet-18 itself (``make_default_stages``,
+    res2 of 64 channels); a ``width`` builds ``basic_resnet_stages`` of that res2 width.
+    ``norm``: the backbone's normalization (``None`` keeps the config's, e.g. FrozenBN); the
+    config's ``freeze_at`` is kept. Everything sized by the FPN follows ``channels``: the head's
+    input shapes and towers (``tower`` convs each; GroupNorm needs a multiple of 32), P6's input
+    (C5 or P5), and SAPD's feature selection net (``fsn_in_channels``, ``fsn_conv_dim``). The
+    rest of the config (assigner, loss, head options, priors, scoring) is left as it is.
+    ``num_classes=None`` keeps the config's."""
+    bottom_up = m.backbone.bottom_up
+    norm = norm or bottom_up.stages.get("norm") or bottom_up.stem.get("norm", "BN")
+    if width is None:
+        bottom_up.stages = L(ResNet.make_default_stages)(depth=18, norm=norm)
+        width = 64
+    else:
+        bottom_up.stages = L(basic_resnet_stages)(depth=18, width=width, norm=norm)
+    bottom_up.stem.out_channels = width
+    bottom_up.stem.norm = norm
     m.backbone.out_channels = channels
     from_res5 = m.backbone.top_block.get("in_feature", "res5") == "res5"
-    m.backbone.top_block.in_channels = 512 if from_res5 else channels
-    m.head.input_shape = [ShapeSpec(channels=channels)] * 5
+    m.backbone.top_block.in_channels = 8 * width if from_res5 else channels
+    m.head.input_shape = [ShapeSpec(channels=channels)] * len(m.head_in_features)
     m.head.conv_dims = [channels] * tower
-    m.num_classes = num_classes
+    assigner = m.get("assigner")
+    if assigner is not None and "fsn_in_channels" in assigner:  # SAPD's feature selection net
+        assigner.fsn_in_channels = channels
+        assigner.fsn_conv_dim = channels
+    if num_classes is not None:
+        m.num_classes = num_classes
     return m
 
 

@@ -1,6 +1,7 @@
-"""Helpers of the reliability tests (tests/test_reliability*.py): method configs, crowded images,
-peak memory, hand-made COCO datasets, losses read from a run's metrics.json (the train_net.py
-subprocess helpers are in tests/helpers.py)."""
+"""Helpers of the reliability tests (tests/engine/test_reliability*.py,
+tests/integration/test_reliability_long.py, and the data / engine tests that write datasets):
+method configs, crowded images, peak memory, hand-made COCO datasets, losses read from a run's
+metrics.json (the train_net.py subprocess helpers are in tests/helpers.py)."""
 
 import json
 import math
@@ -25,6 +26,9 @@ METHOD_CONFIGS = (
     "configs/Synthetic-Detection/iou_aware_retinanet_R_18_FPN.py",
     "configs/Synthetic-Detection/autoassign_R_18_FPN.py",
     "configs/Synthetic-Detection/sapd_R_18_FPN.py",
+    "configs/Synthetic-Detection/tood_R_18_FPN.py",
+    "configs/Synthetic-Detection/simota_R_18_FPN.py",
+    "configs/Synthetic-Detection/dsl_R_18_FPN.py",
 )
 CROWDED_IMAGE = (800, 1333)
 CROWDED_BOXES = 1000

@@ -1,5 +1,5 @@
 # ATSS R-101-FPN 2x with multi-scale training (640-800), official ATSS_R_101_FPN_2x: 43.5 AP minival
-# (REFERENCE.md 2.5).
+# (docs/methods.md, "Training recipes").
 from ..common.data.coco import coco_multiscale_train, dataloader
 from ..common.models.atss import model
 from ..common.optim import SGD as optimizer

@@ -1,6 +1,6 @@
 # FCOS + ATSS, anchor-free (configs/common/models/atss_fcos.py). Paper: 39.2 AP.
 # 1x: 16 images, LR 0.01, 90k iterations (x0.1 at 60k, 80k), constant warmup 500 x 1/3, bias LR x2,
-# single-scale 800 / 1333 (REFERENCE.md 2.5).
+# single-scale 800 / 1333 (docs/methods.md, "Training recipes").
 #   python train_net.py --config-file configs/COCO-Detection/atss_fcos_R_50_FPN_1x.py --num-gpus 8
 from ..common.data.coco import dataloader
 from ..common.models.atss_fcos import model

@@ -1,5 +1,6 @@
-# AutoAssign R-50-FPN 1x, the paper's recipe (Sec. 4.1) and the official one (REFERENCE.md 3.5):
-# 16 images, LR 0.01, 90k iterations (x0.1 at 60k, 80k), single-scale 800 / 1333 with flips.
+# AutoAssign R-50-FPN 1x, the paper's recipe (Sec. 4.1) and the official one (docs/methods.md,
+# "Training recipes"): 16 images, LR 0.01, 90k iterations (x0.1 at 60k, 80k), single-scale
+# 800 / 1333 with flips.
 # Paper / official AutoAssign_Res50_FPN_1x: 40.5 AP on val2017 (Table 1).
 #   python train_net.py --config-file configs/COCO-Detection/autoassign_R_50_FPN_1x.py --num-gpus 8
 from ..common.data.coco import dataloader

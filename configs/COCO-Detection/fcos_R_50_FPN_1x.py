@@ -1,5 +1,6 @@
-# FCOS R-50-FPN 1x, the official "imprv" recipe (REFERENCE.md 1.1): 16 images, LR 0.01, 90k
-# iterations (x0.1 at 60k, 80k), constant warmup 500 x 1/3, bias LR x2, single-scale 800 / 1333.
+# FCOS R-50-FPN 1x, the official "imprv" recipe (docs/methods.md, "Training recipes"): 16 images,
+# LR 0.01, 90k iterations (x0.1 at 60k, 80k), constant warmup 500 x 1/3, bias LR x2, single-scale
+# 800 / 1333.
 # Official FCOS_imprv_R_50_FPN_1x: 38.7 AP on minival.
 #   python train_net.py --config-file configs/COCO-Detection/fcos_R_50_FPN_1x.py --num-gpus 8
 from ..common.data.coco import dataloader

@@ -1,6 +1,6 @@
 # Pseudo-IoU R-50-FPN 1x (Table 3, official piou_r50_caffe_fpn_gn-head_1x_coco: 38.4 AP): two-scale
 # training (shorter side 640 or 800, max 1333), 12 epochs ~ 90k iterations at 16 images, constant
-# warmup 500 x 1/3, LR 0.01, bias LR x2, gradient clipping 35 (REFERENCE.md 5.4).
+# warmup 500 x 1/3, LR 0.01, bias LR x2, gradient clipping 35 (docs/methods.md, "Training recipes").
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 
@@ -16,6 +16,6 @@ dataloader.train.mapper.augmentations = [
 ]
 model.backbone.bottom_up.freeze_at = 2
 train.output_dir = "./output/coco/pseudo_iou_R_50_FPN_1x"
-# official recipe: gradient clipping at global norm 35 (REFERENCE.md 5.4)
+# official recipe: gradient clipping at global norm 35 (docs/methods.md, "Training recipes")
 train.clip_grad.enabled = True
 train.clip_grad.clip_value = 35.0

@@ -1,6 +1,6 @@
 # IoU-aware RetinaNet (configs/common/models/iou_aware_retinanet.py: gradient through the IoU target,
 # a = 0.5) on the synthetic shapes, CPU; compare with retinanet_R_18_FPN.py.
-# Alpha sweep on a trained model: --eval-only train.init_checkpoint=... model.test_score_alpha=0.4
+# Alpha sweep, trained model: --eval-only train.init_checkpoint=... model.test_score_fn.alpha=0.4
 from ..common.data.synthetic import dataloader
 from ..common.models.cpu_backbone import use_resnet18_fpn
 from ..common.models.iou_aware_retinanet import model

@@ -1,5 +1,5 @@
 # Schedules (LR multipliers) used by the configs. 1x = 90k iterations at 16 images, x0.1 at 60k and
-# 80k, constant warmup 500 x 1/3 (official FCOS / ATSS, REFERENCE.md 1.1 and 2.5).
+# 80k, constant warmup 500 x 1/3 (official FCOS / ATSS; docs/methods.md, "Training recipes").
 from detectron2.config import LazyCall as L
 
 from dense_assign.model_zoo import step_schedule

@@ -7,7 +7,7 @@ standard deviation of those candidates' IoUs (all levels together); a candidate 
 IoU reaches the threshold and its centre lies inside the GT. A prior claimed by several GTs goes to
 the one with the highest IoU. No scale ranges, no ignored priors.
 
-Details of the official code (REFERENCE.md section 2.2), kept here:
+Details of the official code (docs/methods.md, "ATSS"), kept here:
 - k = min(topk * A, priors on the level), A = priors per location (9 candidates a level for #A=1);
 - IoU of the candidates' *anchor boxes* with the GT: the priors' own boxes for an anchor-based model,
   or, for a point model (``anchor_scale`` set), squares of ``anchor_scale * stride`` at the points
@@ -21,19 +21,18 @@ it to the implementation); GTs are processed in chunks to bound memory.
 
 The k nearest priors of a level are searched in a window of cells around the GT centre, checked
 per GT to hold them and every prior tied with the k-th (:func:`~.candidates.nearest_candidates`;
-else that GT's level is searched densely); ``dense=True`` searches all the level's priors (the
-reference; same candidates).
+else all that level's priors are searched for the GT).
 """
 
 from typing import Optional
 
 import torch
 
-from ..losses.targets import aligned_iou
+from ..box_ops import box_centers, ltrb, pair_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import Priors
-from .base import BaseAssigner, best_gt_per_prior
-from .candidates import BestPerPrior, k_smallest, nearest_candidates, window_side
+from .base import BaseAssigner
+from .candidates import BestPerPrior, gt_ranges, k_smallest, nearest_candidates, window_side
 
 #: Candidates per level (ATSS paper Sec. 3.2 / slides: k = 9, robust over 3..19).
 ATSS_TOPK = 9
@@ -77,15 +76,14 @@ class ATSSAssigner(BaseAssigner):
         """(m, C) indices of each GT's candidate priors: the k closest (L2 of the centres) on
         every level, ascending per level; among equally distant priors the lowest indices.
 
-        Windowed (default): searched in a window of cells around the GT centre, checked to hold
-        the k nearest (:func:`~.candidates.nearest_candidates`); ``dense=True``: among all the
-        level's priors. Both give the same indices."""
+        Searched in a window of cells around the GT centre, checked to hold the k nearest
+        (:func:`~.candidates.nearest_candidates`), else among all the level's priors."""
         grid = self.prior_grid(priors)
-        gt_centers = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+        gt_centers = box_centers(gt_boxes)
         starts = priors.level_starts
         ks = [min(self.topk * priors.num_anchors, n) for n in priors.level_sizes]
 
-        def dense_fn(level, rows):
+        def whole_level_fn(level, rows):
             start, size, k = starts[level], priors.level_sizes[level], ks[level]
             centers = priors.centers[start : start + size]
             step = max(1, self.chunk_pairs // max(size, 1))
@@ -98,75 +96,49 @@ class ATSSAssigner(BaseAssigner):
         def window_fn(idx):
             return _squared_distance(priors.centers[idx], gt_centers)
 
-        picked = nearest_candidates(grid, gt_centers, ks, window_fn, dense_fn)
+        picked = nearest_candidates(grid, gt_centers, ks, window_fn, whole_level_fn)
         if not picked:
             return torch.zeros((len(gt_boxes), 0), dtype=torch.long, device=gt_boxes.device)
         return torch.cat(picked, dim=1)
 
     # ------------------------------------------------------------------ selection
+    def select(self, priors: Priors, match_boxes: torch.Tensor, boxes: torch.Tensor):
+        """The candidates of (m, 4) GT ``boxes`` and which are positive: ((m, C) prior indices,
+        (m, C) IoUs, (m, C) positive mask, (m,) IoU thresholds mean + std)."""
+        cand = self.candidates(priors, boxes)  # (m, C)
+        m, C = cand.shape
+        ious = pair_iou(
+            match_boxes[cand.reshape(-1)], boxes[:, None].expand(m, C, 4).reshape(-1, 4)
+        ).view(m, C)
+        std = ious.std(dim=1) if C > 1 else torch.zeros_like(ious[:, 0])
+        thresh = ious.mean(dim=1) + torch.nan_to_num(std, nan=0.0)
+        inside = ltrb(priors.centers[cand], boxes[:, None]).min(dim=2).values > INSIDE_EPS
+        return cand, ious, (ious >= thresh[:, None]) & inside, thresh
+
     @torch.no_grad()
     def assign(self, priors: Priors, gt_instances, predictions=None, image_size=None):
         gt_boxes = gt_instances.gt_boxes.tensor
         match_boxes = self.matching_boxes(priors)
         R = len(priors)
+        # chunks of GTs by the pairs of their windows (or of all the priors, without a grid)
+        grid = self.prior_grid(priors)
+        cells = window_side(self.topk) ** 2 * priors.num_anchors
+        per_gt = sum(n if grid is None else min(n, 2 * cells) for n in priors.level_sizes)
+        best = BestPerPrior(R, gt_boxes.device, match_boxes.dtype)
         thresholds = []
-
-        def select(start, end):
-            """The positive pairs of GTs start..end-1: (m, C) candidates, IoUs, positive mask."""
-            boxes = gt_boxes[start:end]
-            cand = self.candidates(priors, boxes)  # (m, C)
-            m, C = cand.shape
-            ious = aligned_iou(
-                match_boxes[cand.reshape(-1)], boxes[:, None].expand(m, C, 4).reshape(-1, 4)
-            ).view(m, C)
-            std = ious.std(dim=1) if C > 1 else torch.zeros_like(ious[:, 0])
-            thresh = ious.mean(dim=1) + torch.nan_to_num(std, nan=0.0)
+        for start, end in gt_ranges(len(gt_boxes), per_gt, self.chunk_pairs):
+            cand, ious, positive, thresh = self.select(priors, match_boxes, gt_boxes[start:end])
             thresholds.append(thresh)
-            pts = priors.centers[cand]  # (m, C, 2)
-            inside = (
-                torch.stack(
-                    (
-                        pts[..., 0] - boxes[:, None, 0],
-                        pts[..., 1] - boxes[:, None, 1],
-                        boxes[:, None, 2] - pts[..., 0],
-                        boxes[:, None, 3] - pts[..., 1],
-                    ),
-                    dim=2,
-                )
-                .min(dim=2)
-                .values
-                > INSIDE_EPS
-            )
-            return cand, ious, (ious >= thresh[:, None]) & inside
-
-        if self.prior_grid(priors) is None:  # the dense reference: (GT chunk, R) scores
-
-            def score(start, end):
-                cand, ious, positive = select(start, end)
-                out = torch.full((len(cand), R), -float("inf"), device=gt_boxes.device)
-                # the highest IoU wins a prior claimed by several GTs
-                out.scatter_(1, cand, torch.where(positive, ious, out.new_tensor(-float("inf"))))
-                return out
-
-            chunks = self.gt_chunks(len(gt_boxes), R)
-            _, matched = best_gt_per_prior(score, chunks, R, gt_boxes.device)
-        else:  # pair lists, chunks of GTs by the pairs of their windows
-            cells = window_side(self.topk) ** 2 * priors.num_anchors
-            per_gt = sum(min(n, 2 * cells) for n in priors.level_sizes)
-            best = BestPerPrior(R, gt_boxes.device, match_boxes.dtype)
-            for start, end in self.gt_chunks(len(gt_boxes), per_gt):
-                cand, ious, positive = select(start, end)
-                gt_idx, col = positive.nonzero(as_tuple=True)
-                best.update(cand[gt_idx, col], gt_idx + start, ious[gt_idx, col])
-            matched = best.result()[1]
-        result = self.result_from_matches(gt_instances, matched)
+            gt_idx, col = positive.nonzero(as_tuple=True)
+            best.update(cand[gt_idx, col], gt_idx + start, ious[gt_idx, col])  # highest IoU wins
+        result = self.result_from_matches(gt_instances, best.result()[1])
         result.stats["iou_threshold_mean"] = torch.cat(thresholds).mean()
         return result
 
 
 def _squared_distance(points: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     """(m, n) squared L2 distance of (1 or m, n, 2) ``points`` to the (m, 2) ``centers``, one
-    formula for the dense and the windowed candidates (so both see the very same values)."""
+    formula for the windows and the whole-level search (so both see the very same values)."""
     dx = points[..., 0] - centers[:, None, 0]
     dy = points[..., 1] - centers[:, None, 1]
     return dx * dx + dy * dy

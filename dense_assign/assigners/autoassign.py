@@ -2,7 +2,7 @@
 
 Paper: "AutoAssign: Differentiable Label Assignment for Dense Object Detection" (Zhu et al., 2020,
 arXiv:2007.03496), Eq. 1-12, Sec. 4.1. Official code: Megvii-BaseDetection/AutoAssign@62aee98b
-(REFERENCE.md section 3); mmdet's ``AutoAssignHead`` for the small-GT guard.
+(docs/methods.md, "AutoAssign"); mmdet's ``AutoAssignHead`` for the small-GT guard.
 
 Rule: every point inside a GT box, on every pyramid level, is both a positive and a negative
 candidate of that GT; positive weights w+ = C(P+) G / sum (confidence x learnable center prior) and
@@ -39,7 +39,7 @@ key                shape  meaning
 ``point_idx``      (P,)   point index of each candidate pair (long)
 ``center_prior``   (P,)   G (Eq. 2), differentiable in mu, sigma (1 for ``center_prior="none"``)
 ``pos_conf``       (P,)   P+ = P(cls|obj) P(obj) P(loc) (Eq. 3-8), differentiable
-``pos_weight``     (P,)   w+ (Eq. 10), *not* detached (gradient into mu, sigma and the head)
+``w_plus``         (P,)   w+ (Eq. 10), *not* detached (gradient into mu, sigma and the head)
 ``neg_point``      (Q,)   point of a foreground-probability entry (long)
 ``neg_class``      (Q,)   its class channel (long)
 ``neg_fg``         (Q,)   f(1 / (1 - IoU)) in (0, 1] (Eq. 11; the negative weight is 1 - f), no grad
@@ -54,37 +54,27 @@ All work is vectorized, with no loop over GTs or points, and nothing is (M, R): 
 come from per-GT windows of the point grid (:mod:`~dense_assign.assigners.candidates`: the cells
 inside each box, the inside test evaluated on those pairs), the fallback's nearest points from
 windows around the GT centre, and the maximum IoU of a point's predicted box over all GTs
-(:meth:`AutoAssign.foreground_probability`) from the GTs whose box is within the level's largest
-predicted-box extent of the point. The weights, confidences and the loss
+(:meth:`AutoAssign.max_iou`) from the GTs whose box is within the level's largest predicted-box
+extent of the point. The weights, confidences and the loss
 (:class:`~dense_assign.losses.AutoAssignLoss`) work on the pair list, so memory grows with the
 number of candidate pairs. What remains dense is per point only: the head's (R, K) outputs, the
-decoded (R, 4) boxes and the loss's negative term over every point and class. ``dense=True`` (the
-reference, same result) runs the inside test, the fallback ranking and the maximum IoU on chunks of
-GTs x all points instead. Measured on CPU with the loss and its backward, 800 x 1333, 80 classes,
-1000 GTs: 53k pairs (sides up to 100 px) or 670k pairs (up to 400 px), 1.2 / 1.4 GB peak process
-memory (dense computation).
+decoded (R, 4) boxes and the loss's negative term over every point and class. The tests compare the
+result with a dense reference (the inside test, the fallback ranking and the maximum IoU on
+GTs x all points, ``tests/reference_assigners.py``).
 """
 
 import math
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
-from detectron2.modeling.box_regression import Box2BoxTransformLinear
-from detectron2.structures import Boxes, pairwise_iou
 from fvcore.nn import giou_loss
 from torch import Tensor, nn
 
+from ..box_ops import box_centers, ltrb, pair_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import Priors
-from .base import BaseAssigner, point_box_deltas
-from .candidates import (
-    PriorGrid,
-    k_smallest,
-    nearest_candidates,
-    pair_deltas,
-    pair_iou,
-    pairs_in_chunks,
-)
+from .base import BaseAssigner
+from .candidates import AllPairs, k_smallest, nearest_candidates, pairs_in_chunks
 
 CENTER_PRIORS = ("none", "fixed", "shared", "per_category")  # Table 3 (+ Table 2 "none")
 CONFIDENCES = ("joint", "cls", "loc", "none")  # Table 4 (+ Table 2 "none": C = 1)
@@ -98,7 +88,8 @@ TEMPERATURE = 1.0 / 3
 FALLBACK_TOPK = 9
 #: Clamp of the denominators (official code and mmdet, EPS = 1e-12).
 EPS = 1e-12
-#: GTs x points below which the maximum IoU over GTs is computed densely (cheaper than windows).
+#: GTs x points below which the maximum IoU over GTs takes every (GT, point) pair (cheaper than
+#: windows).
 SMALL_IOU_MATRIX = 4096
 #: Largest points x classes for which the (point, class) deduplication uses a table of that size
 #: (64 MB of int64; and at most 16 entries per pair) rather than sorting the keys.
@@ -141,13 +132,10 @@ class AutoAssign(BaseAssigner):
             loc_weight: lambda, P(loc) = exp(-lambda GIoU loss) (Eq. 6).
             temperature: tau of Eq. 9.
             fallback_topk: candidates of a GT without an inside point (see module doc).
-            box2box_transform: decodes the head's box output against the prior boxes; the model's
-                (the config passes ``${..box2box_transform}``). Default:
-                ``Box2BoxTransformLinear(normalize_by_size=True)``: (l, t, r, b) =
-                relu(out) x stride.
-            chunk_pairs: see :class:`BaseAssigner`.
+            box2box_transform, chunk_pairs: see :class:`BaseAssigner` (None: the detector's box
+                decoding).
         """
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(num_classes=num_classes, box2box_transform=box2box_transform, **kwargs)
         _check("center_prior", center_prior, CENTER_PRIORS)
         _check("confidence", confidence, CONFIDENCES)
         _check("objectness", objectness, OBJECTNESS)
@@ -162,7 +150,6 @@ class AutoAssign(BaseAssigner):
         self.loc_weight = float(loc_weight)
         self.temperature = float(temperature)
         self.fallback_topk = int(fallback_topk)
-        self.box2box_transform = box2box_transform or Box2BoxTransformLinear(normalize_by_size=True)
         # mu = 0, sigma = 1 at start (official code, L79-80; mmdet CenterPrior)
         rows = self.num_classes if center_prior == "per_category" else 1
         if center_prior in ("per_category", "shared"):
@@ -200,63 +187,41 @@ class AutoAssign(BaseAssigner):
         none = torch.zeros(0, dtype=torch.long, device=gt_boxes.device)
         if num_points == 0:
             return none, none, 0
-        grid = self.prior_grid(priors)
-        if grid is None:
-            return self._candidate_pairs_dense(priors, gt_boxes)
-        L = grid.num_levels
-        windows = grid.windows(
-            gt_boxes[:, None, :2].expand(-1, L, -1), gt_boxes[:, None, 2:].expand(-1, L, -1)
+        L = priors.num_levels
+        pairs = self.window_pairs(
+            priors,
+            num_gt,
+            lambda grid: grid.windows(
+                gt_boxes[:, None, :2].expand(-1, L, -1), gt_boxes[:, None, 2:].expand(-1, L, -1)
+            ),
         )
         gts, pts = [none], [none]
-        for g, p in pairs_in_chunks(windows, self.chunk_pairs):
-            ltrb = pair_deltas(priors.centers.index_select(0, p), gt_boxes.index_select(0, g))
-            keep = (ltrb.min(dim=1).values > 0).nonzero().squeeze(1)
+        for g, p in pairs:
+            distances = ltrb(priors.centers.index_select(0, p), gt_boxes.index_select(0, g))
+            keep = (distances.min(dim=1).values > 0).nonzero().squeeze(1)
             gts.append(g.index_select(0, keep))
             pts.append(p.index_select(0, keep))
         has = torch.zeros(num_gt, dtype=torch.bool, device=gt_boxes.device)
         has[torch.cat(gts)] = True
         empty = (~has).nonzero(as_tuple=True)[0]
         if len(empty):
-            top = self._fallback_windowed(grid, priors, gt_boxes[empty])  # (f, k)
+            top = self._fallback(priors, gt_boxes[empty])  # (f, k)
             gts.append(empty[:, None].expand_as(top).reshape(-1))
             pts.append(top.reshape(-1))
         g, p = torch.cat(gts), torch.cat(pts)
         order = torch.argsort(g * num_points + p)
         return g[order], p[order], len(empty)
 
-    @torch.no_grad()
-    def _candidate_pairs_dense(
-        self, priors: Priors, gt_boxes: Tensor
-    ) -> Tuple[Tensor, Tensor, int]:
-        """:meth:`candidate_pairs` from dense (GT chunk, R) inside masks (the reference)."""
-        num_gt, num_points = len(gt_boxes), len(priors)
-        none = torch.zeros(0, dtype=torch.long, device=gt_boxes.device)
-        gts, pts, num_fallback = [none], [none], 0
-        for start, end in self.gt_chunks(num_gt, num_points):
-            inside = point_box_deltas(priors.centers, gt_boxes[start:end]).min(dim=2).values > 0
-            g, p = inside.nonzero(as_tuple=True)
-            empty = (~inside.any(dim=1)).nonzero(as_tuple=True)[0]
-            if len(empty):
-                num_fallback += len(empty)
-                k = min(self.fallback_topk, num_points)
-                top = k_smallest(self._normalized_distance(priors, gt_boxes[start + empty]), k)
-                g = torch.cat([g, empty[:, None].expand(-1, k).reshape(-1)])
-                p = torch.cat([p, top.reshape(-1)])
-                order = torch.argsort(g * num_points + p)
-                g, p = g[order], p[order]
-            gts.append(g + start)
-            pts.append(p)
-        return torch.cat(gts), torch.cat(pts), num_fallback
-
-    def _fallback_windowed(self, grid: PriorGrid, priors: Priors, boxes: Tensor) -> Tensor:
+    def _fallback(self, priors: Priors, boxes: Tensor) -> Tensor:
         """(f, k) the ``fallback_topk`` points nearest each box centre over all levels, ascending:
         the k nearest of every level (windows), then the k nearest among those (the k smallest
         overall are among their own level's k smallest)."""
-        centers = (boxes[:, :2] + boxes[:, 2:]) / 2
+        grid = self.prior_grid(priors)
+        centers = box_centers(boxes)
         starts = priors.level_starts
         ks = [min(self.fallback_topk, n) for n in priors.level_sizes]
 
-        def dense_fn(level, rows):
+        def whole_level_fn(level, rows):
             start, size = starts[level], priors.level_sizes[level]
             points = priors.centers[start : start + size][None]
             strides = priors.strides[start : start + size][None]
@@ -266,15 +231,11 @@ class AutoAssign(BaseAssigner):
             return _normalized_sq(priors.centers[i], priors.strides[i], centers)
 
         units = [float(s) for s in priors.level_strides]
-        idx = torch.cat(nearest_candidates(grid, centers, ks, window_fn, dense_fn, units), dim=1)
+        idx = torch.cat(
+            nearest_candidates(grid, centers, ks, window_fn, whole_level_fn, units), dim=1
+        )
         values = window_fn(idx)
         return idx.gather(1, k_smallest(values, min(self.fallback_topk, len(priors))))
-
-    @staticmethod
-    def _normalized_distance(priors: Priors, boxes: Tensor) -> Tensor:
-        """(m, R) squared distance of every point to each box centre, in strides of its level."""
-        centers = (boxes[:, :2] + boxes[:, 2:]) / 2
-        return _normalized_sq(priors.centers[None], priors.strides[None], centers)
 
     # ------------------------------------------------------------------------- pair values
     def center_prior(
@@ -284,7 +245,7 @@ class AutoAssign(BaseAssigner):
         signed (point - GT centre) / stride of the point's level (Sec. 3.2)."""
         if self.center_prior_mode == "none":
             return priors.centers.new_ones(len(gt_idx))
-        centers = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+        centers = box_centers(gt_boxes)
         d = (priors.centers[pt_idx] - centers[gt_idx]) / priors.strides[pt_idx, None]
         rows = gt_classes[gt_idx] if self.center_prior_mode == "per_category" else gt_idx * 0
         mu, sigma = self.mu[rows], self.sigma[rows]
@@ -311,7 +272,7 @@ class AutoAssign(BaseAssigner):
 
         # --- positive side (differentiable): G, P+, C, w+ (Eq. 2-10)
         center = self.center_prior(priors, gt_boxes, gt_classes, gt_idx, pt_idx)
-        pred_boxes = self.box2box_transform.apply_deltas(predictions.deltas, priors.boxes)  # (R, 4)
+        pred_boxes = self.decode_boxes(predictions.deltas, priors.boxes)  # (R, 4)
         p_cls = self.class_confidence(predictions, gt_classes, gt_idx, pt_idx)
         loc_loss = giou_loss(pred_boxes[pt_idx], gt_boxes[gt_idx], reduction="none")
         p_loc = torch.exp(-self.loc_weight * loc_loss)  # Eq. 6-7
@@ -323,7 +284,7 @@ class AutoAssign(BaseAssigner):
             conf_weight = torch.exp(conf / self.temperature)  # C (Eq. 9)
         weighted = conf_weight * center
         denom = weighted.new_zeros(num_gt).index_add(0, gt_idx, weighted)
-        pos_weight = weighted / denom.clamp(min=EPS)[gt_idx]  # w+ (Eq. 10), not detached
+        w_plus = weighted / denom.clamp(min=EPS)[gt_idx]  # w+ (Eq. 10), not detached
 
         # --- negative side (no gradient): f(1 / (1 - max IoU)) per GT (Eq. 11)
         neg_point, neg_class, neg_fg = self.foreground_probability(
@@ -332,7 +293,7 @@ class AutoAssign(BaseAssigner):
 
         # --- hard labels, for analysis only
         with torch.no_grad():
-            w = pos_weight.detach()
+            w = w_plus.detach()
             best = w.new_full((num_points,), -float("inf")).scatter_reduce(
                 0, pt_idx, w, reduce="amax"
             )
@@ -349,7 +310,7 @@ class AutoAssign(BaseAssigner):
             "point_idx": pt_idx,
             "center_prior": center,
             "pos_conf": pos_conf,
-            "pos_weight": pos_weight,
+            "w_plus": w_plus,
             "neg_point": neg_point,
             "neg_class": neg_class,
             "neg_fg": neg_fg,
@@ -364,36 +325,46 @@ class AutoAssign(BaseAssigner):
         return result
 
     @torch.no_grad()
-    def _max_iou_windowed(self, priors: Priors, pred_boxes: Tensor, gt_boxes: Tensor, points):
-        """(U,) max over GTs (and 0) of IoU(predicted box of each of ``points``, GT) from the GTs
-        near each point: a predicted box reaches at most its level's largest extents around its
-        point, so only the cells within those extents of a GT can overlap it. None (use the
-        dense computation) without a grid, with non-finite boxes, or when the windows would
-        hold more pairs than the dense GT x point matrix (or that matrix is small)."""
-        if len(gt_boxes) * len(points) <= SMALL_IOU_MATRIX:
-            return None
-        grid = self.prior_grid(priors)
+    def max_iou(self, priors: Priors, pred_boxes: Tensor, gt_boxes: Tensor, points: Tensor):
+        """(U,) max over GTs (and 0) of IoU(predicted box of each of ``points``, GT).
+
+        The (GT, point) pairs: on a grid, from the GTs near each point (a predicted box reaches
+        at most its level's largest extents around its point, so only the cells within those
+        extents of a GT can overlap it); every pair without a grid, with non-finite boxes, or
+        when the windows would hold more pairs than that (or the GT x point count is small)."""
+        num_gt, num_u = len(gt_boxes), len(points)
         boxes = pred_boxes[points]
-        if grid is None or not bool(torch.isfinite(boxes).all()):
-            return None
-        centers = priors.centers[points]
-        ext = torch.cat([centers - boxes[:, :2], boxes[:, 2:] - centers], dim=1).double()
-        level = priors.levels[points]
-        per_level = ext.new_full((grid.num_levels, 4), -math.inf)
-        per_level.scatter_reduce_(0, level[:, None].expand(-1, 4), ext, reduce="amax")
-        gt = gt_boxes.double()
-        windows = grid.windows(
-            gt[:, None, :2] - per_level[None, :, 2:], gt[:, None, 2:] + per_level[None, :, :2]
-        )
-        if windows.num_pairs() > len(gt_boxes) * len(points):
-            return None
-        slot = torch.full((len(priors),), -1, dtype=torch.long, device=points.device)
-        slot[points] = torch.arange(len(points), device=points.device)
-        max_iou = boxes.new_zeros(len(points))
-        for g, p in pairs_in_chunks(windows, self.chunk_pairs):
-            u = slot.index_select(0, p)
-            keep = (u >= 0).nonzero().squeeze(1)
-            g, u = g.index_select(0, keep), u.index_select(0, keep)
+        max_iou = boxes.new_zeros(num_u)
+        grid = None
+        if num_gt * num_u > SMALL_IOU_MATRIX and bool(torch.isfinite(boxes).all()):
+            grid = self.prior_grid(priors)
+        windows = None
+        if grid is not None:
+            centers = priors.centers[points]
+            ext = torch.cat([centers - boxes[:, :2], boxes[:, 2:] - centers], dim=1).double()
+            level = priors.levels[points]
+            per_level = ext.new_full((grid.num_levels, 4), -math.inf)
+            per_level.scatter_reduce_(0, level[:, None].expand(-1, 4), ext, reduce="amax")
+            gt = gt_boxes.double()
+            windows = grid.windows(
+                gt[:, None, :2] - per_level[None, :, 2:], gt[:, None, 2:] + per_level[None, :, :2]
+            )
+            if windows.num_pairs() > num_gt * num_u:
+                windows = None
+        if windows is None:  # pairs of GTs and the points' own indices 0..U-1
+            pairs, slot = (
+                pairs_in_chunks(AllPairs(num_gt, num_u, boxes.device), self.chunk_pairs),
+                None,
+            )
+        else:  # pairs of GTs and prior indices: those of the points map to 0..U-1
+            pairs = pairs_in_chunks(windows, self.chunk_pairs)
+            slot = torch.full((len(priors),), -1, dtype=torch.long, device=points.device)
+            slot[points] = torch.arange(num_u, device=points.device)
+        for g, u in pairs:
+            if slot is not None:
+                u = slot.index_select(0, u)
+                keep = (u >= 0).nonzero().squeeze(1)
+                g, u = g.index_select(0, keep), u.index_select(0, keep)
             iou = pair_iou(gt_boxes.index_select(0, g), boxes.index_select(0, u))
             max_iou.scatter_reduce_(0, u, iou, reduce="amax")
         return max_iou
@@ -406,7 +377,7 @@ class AutoAssign(BaseAssigner):
         gt_classes: Tensor,
         gt_idx: Tensor,
         pt_idx: Tensor,
-        priors: Optional[Priors] = None,
+        priors: Priors,
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """Sparse foreground-probability map F: (point, class, f) entries, unique (point, class).
 
@@ -420,28 +391,14 @@ class AutoAssign(BaseAssigner):
         if len(gt_idx) == 0:
             empty = torch.zeros(0, dtype=torch.long, device=device)
             return empty, empty.clone(), pred_boxes.new_zeros(0)
-        windowed = priors is not None and not self.dense
-        if windowed:  # sort-free: a per-point table instead of unique / searchsorted
-            slot = torch.full((len(pred_boxes),), -1, dtype=torch.long, device=device)
-            slot[pt_idx] = 0
-            points = (slot == 0).nonzero().squeeze(1)  # sorted
-            slot[points] = torch.arange(len(points), device=device)
-        else:
-            points = torch.unique(pt_idx)  # sorted
-        max_iou = None
-        if windowed:
-            max_iou = self._max_iou_windowed(priors, pred_boxes, gt_boxes, points)
-        if max_iou is None:
-            boxes = Boxes(pred_boxes[points])
-            max_iou = pred_boxes.new_zeros(len(points))
-            for start, end in self.gt_chunks(len(gt_boxes), len(points)):
-                iou = pairwise_iou(Boxes(gt_boxes[start:end]), boxes)  # (m, U)
-                max_iou = torch.maximum(max_iou, iou.max(dim=0).values)
+        # the points of the pairs, through a per-point table (sort-free)
+        slot = torch.full((len(pred_boxes),), -1, dtype=torch.long, device=device)
+        slot[pt_idx] = 0
+        points = (slot == 0).nonzero().squeeze(1)  # sorted
+        slot[points] = torch.arange(len(points), device=device)
+        max_iou = self.max_iou(priors, pred_boxes, gt_boxes, points)
         v = 1.0 / (1.0 - max_iou).clamp(min=EPS)
-        if windowed:
-            v = v.index_select(0, slot.index_select(0, pt_idx))  # per pair
-        else:
-            v = v[torch.searchsorted(points, pt_idx)]  # per pair
+        v = v.index_select(0, slot.index_select(0, pt_idx))  # per pair
         num_gt = len(gt_boxes)
         vmin = v.new_full((num_gt,), float("inf")).scatter_reduce(0, gt_idx, v, reduce="amin")
         vmax = v.new_full((num_gt,), -float("inf")).scatter_reduce(0, gt_idx, v, reduce="amax")
@@ -449,7 +406,7 @@ class AutoAssign(BaseAssigner):
         cls = gt_classes[gt_idx]
         key = pt_idx * self.num_classes + cls
         table = len(pred_boxes) * self.num_classes
-        if windowed and table <= min(DENSE_KEY_TABLE, 16 * len(key)):
+        if table <= min(DENSE_KEY_TABLE, 16 * len(key)):
             # the highest GT index per (point, class) through a table over all keys
             last = torch.full((table,), -1, dtype=torch.long, device=device)
             last.scatter_reduce_(0, key, gt_idx, reduce="amax")
@@ -464,6 +421,6 @@ class AutoAssign(BaseAssigner):
 
 def _normalized_sq(points: Tensor, strides: Tensor, centers: Tensor) -> Tensor:
     """(m, n) squared distance of (1 or m, n, 2) ``points`` to the (m, 2) ``centers`` in units of
-    the points' (1 or m, n) ``strides``; one formula for the dense and the windowed paths."""
+    the points' (1 or m, n) ``strides``; one formula for the windows and the whole-level search."""
     d = (points - centers[:, None]) / strides[..., None]
     return (d**2).sum(dim=2)

@@ -17,30 +17,34 @@ scale range; anchors that can overlap the box; the k nearest cells), expanded in
 ``(gt_idx, prior_idx)`` pair lists on which the rule itself is evaluated, and reduced per prior with
 scatter operations (:class:`~.candidates.BestPerPrior`: highest score, ties to the lowest GT index).
 Work and memory grow with the number of candidate pairs, not with M x R; pair lists are processed
-in chunks of whole GTs of at most ``chunk_pairs`` pairs.
+in chunks of whole GTs of at most ``chunk_pairs`` pairs. Priors that are not laid out on a grid
+(:meth:`~.candidates.PriorGrid.of` returns None) take every (GT, prior) pair as a candidate
+(:class:`~.candidates.AllPairs`), through the same code.
 
-``dense=True`` keeps the previous computation, the reference: the rule on dense (GT chunk, R)
-matrices of chunks of GTs (:meth:`BaseAssigner.gt_chunks`, :func:`best_gt_per_prior`). Both give
-the same AssignResult (tests/test_candidate_windows.py); priors that are not laid out on a grid
-(:meth:`~.candidates.PriorGrid.of` returns None) use the dense computation.
+Each assigner has this one implementation. The tests compare it with dense references (the rule on
+(GT, R) matrices, ``tests/reference_assigners.py``) on random, edge-case and crowded inputs.
 
 What stays dense (GT-independent, O(R)): the per-prior outputs (labels, matched GT and boxes),
 the reductions' (R,) buffers and, for the prediction-aware assigners, the head's outputs.
 """
 
-import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
+from detectron2.modeling.box_regression import Box2BoxTransformLinear
 from detectron2.structures import Instances
 from torch import Tensor, nn
 
-from ..structures import AssignResult, Priors
+from ..structures import AssignResult, Priors, positives_per_gt
+from .candidates import AllPairs, PriorGrid, pairs_in_chunks
 
-# Pairwise (GT x prior) work is done on chunks of GTs holding at most this many (GT, prior) pairs
-# (dense matrices or pair lists), so that a 1000-GT image at 800x1333 (22,400 points or 201,600
+# Pairwise (GT x prior) work is done on chunks of GTs holding at most this many (GT, prior) pairs,
+# so that a 1000-GT image at 800x1333 (22,400 points or 201,600
 # anchors) stays within a few hundred MB of temporaries.
 DEFAULT_CHUNK_PAIRS = 1 << 22
+#: The box decoding of an assigner used outside a detector: (l, t, r, b) = relu(output) x stride,
+#: the point models' (FCOS-style) decoding.
+DEFAULT_BOX_TRANSFORM = Box2BoxTransformLinear(normalize_by_size=True)
 
 
 class BaseAssigner(nn.Module):
@@ -50,15 +54,17 @@ class BaseAssigner(nn.Module):
     prediction_aware: bool = False
 
     def __init__(
-        self, *, num_classes: int, chunk_pairs: int = DEFAULT_CHUNK_PAIRS, dense: bool = False
+        self, *, num_classes: int, chunk_pairs: int = DEFAULT_CHUNK_PAIRS, box2box_transform=None
     ):
         """
         Args:
             num_classes: K, foreground classes.
-            chunk_pairs: at most this many (GT, prior) pairs are held at once (dense matrices
-                or pair lists), see :meth:`gt_chunks`.
-            dense: compute on dense (GT chunk x R) matrices instead of per-GT candidate windows
-                (the reference the windowed computation is tested against; same result).
+            chunk_pairs: at most this many (GT, prior) candidate pairs are held at once.
+            box2box_transform: how the head's box output decodes against the prior boxes, for
+                the assigners that look at predicted boxes. None: the detector's own (set by
+                :class:`~dense_assign.meta_arch.OneStageDetector` when it builds the assigner, so
+                ``model.assigner=NAME`` decodes as the model does); an assigner used on its own
+                falls back to :data:`DEFAULT_BOX_TRANSFORM`.
         """
         super().__init__()
         if num_classes <= 0:
@@ -67,16 +73,26 @@ class BaseAssigner(nn.Module):
             raise ValueError(f"assigner chunk_pairs must be >= 1, got {chunk_pairs}")
         self.num_classes = int(num_classes)
         self.chunk_pairs = int(chunk_pairs)
-        self.dense = bool(dense)
+        self.box2box_transform = box2box_transform
+
+    def decode_boxes(self, deltas: Tensor, boxes: Tensor) -> Tensor:
+        """Predicted boxes from the head's (n, 4) box outputs at (n, 4) prior boxes."""
+        transform = self.box2box_transform or DEFAULT_BOX_TRANSFORM
+        return transform.apply_deltas(deltas, boxes)
 
     def prior_grid(self, priors: Priors):
-        """The priors' :class:`~.candidates.PriorGrid`, or None for the dense computation
-        (``dense=True``, or priors not laid out on a grid)."""
-        if self.dense:
-            return None
-        from .candidates import PriorGrid
-
+        """The priors' :class:`~.candidates.PriorGrid`, or None (not laid out on a grid)."""
         return PriorGrid.of(priors)
+
+    def window_pairs(self, priors: Priors, num_gt: int, windows_fn):
+        """The candidate pairs in chunks of whole GTs: ``windows_fn(grid)`` (per-GT windows)
+        when the priors lie on a grid, every pair otherwise."""
+        grid = self.prior_grid(priors)
+        if grid is None:
+            windows = AllPairs(num_gt, len(priors), priors.centers.device)
+        else:
+            windows = windows_fn(grid)
+        return pairs_in_chunks(windows, self.chunk_pairs)
 
     def forward(
         self,
@@ -87,6 +103,7 @@ class BaseAssigner(nn.Module):
     ) -> AssignResult:
         if len(gt_instances) == 0 or len(priors) == 0:
             result = self.empty_result(priors)
+            result.num_gt = len(gt_instances)
             result.stats["num_gt"] = float(len(gt_instances))
             result.stats["gt_without_pos"] = float(len(gt_instances))
             return result
@@ -103,6 +120,7 @@ class BaseAssigner(nn.Module):
             labels=torch.full((num,), self.num_classes, dtype=torch.long, device=device),
             matched_idxs=torch.full((num,), -1, dtype=torch.long, device=device),
             matched_gt_boxes=priors.boxes.new_zeros((num, 4)),
+            num_gt=0,
             stats={"num_gt": 0.0, "num_pos": 0.0, "gt_without_pos": 0.0},
         )
 
@@ -117,70 +135,18 @@ class BaseAssigner(nn.Module):
         if ignore is not None:
             labels = torch.where(ignore & ~pos, torch.full_like(labels, -1), labels)
         boxes = gt_instances.gt_boxes.tensor.index_select(0, safe) * pos[:, None].to(torch.float32)
-        # positives per GT (index 0: priors without a GT)
-        # scatter_add rather than bincount: CUDA's bincount reads the maximum on the host
-        slots = matched_idxs + 1
-        per_gt = slots.new_zeros(len(gt_instances) + 1).scatter_add_(
-            0, slots, torch.ones_like(slots)
-        )
+        per_gt = positives_per_gt(matched_idxs, pos, len(gt_instances))
         # 0-dim tensors, not Python numbers: reading them on the host would synchronize a GPU
-        num_pos = per_gt[1:].sum().float()
-        covered = (per_gt[1:] > 0).sum().float()
+        num_pos = per_gt.sum().float()
+        covered = (per_gt > 0).sum().float()
         return AssignResult(
             labels=labels,
             matched_idxs=matched_idxs,
             matched_gt_boxes=boxes,
+            num_gt=len(gt_instances),
             stats={
                 "num_gt": float(len(gt_instances)),
                 "num_pos": num_pos,
                 "gt_without_pos": len(gt_instances) - covered,
             },
         )
-
-    def gt_chunks(self, num_gt: int, num_priors: int):
-        """Yield (start, end) GT index ranges with at most ``chunk_pairs`` pairs each."""
-        step = max(1, self.chunk_pairs // max(num_priors, 1))
-        for start in range(0, num_gt, step):
-            yield start, min(start + step, num_gt)
-
-
-def best_gt_per_prior(
-    score_fn: Callable[[int, int], Tensor], chunks, num_priors: int, device
-) -> Tuple[Tensor, Tensor]:
-    """Per prior, the maximum of ``score_fn`` over GTs and its GT index, computed chunk by chunk.
-
-    ``score_fn(start, end)`` returns a (end - start, R) float score, ``-inf`` for non-candidate
-    pairs. Ties keep the lowest GT index (as a dense ``max(dim=0)`` would). Returns (value, index)
-    with index -1 where no GT has a finite score.
-    """
-    best = torch.full((num_priors,), -math.inf, device=device)
-    idx = torch.full((num_priors,), -1, dtype=torch.long, device=device)
-    for start, end in chunks:
-        score = score_fn(start, end)
-        value, arg = score.max(dim=0)
-        better = value > best
-        best = torch.where(better, value, best)
-        idx = torch.where(better, arg + start, idx)
-    idx[~torch.isfinite(best)] = -1
-    return best, idx
-
-
-def point_box_deltas(points: Tensor, boxes: Tensor) -> Tensor:
-    """(l, t, r, b) distances from each point to each box's edges: (M, R, 4) for (R,2), (M,4)."""
-    x, y = points[None, :, 0], points[None, :, 1]
-    return torch.stack(
-        (
-            x - boxes[:, None, 0],
-            y - boxes[:, None, 1],
-            boxes[:, None, 2] - x,
-            boxes[:, None, 3] - y,
-        ),
-        dim=2,
-    )
-
-
-def per_level_values(priors: Priors, values: Sequence, default: float) -> Tensor:
-    """Broadcast one value per pyramid level to a (R,) tensor (``default`` for missing levels)."""
-    per_level = [float(values[i]) if i < len(values) else default for i in range(priors.num_levels)]
-    table = torch.tensor(per_level, dtype=priors.centers.dtype, device=priors.centers.device)
-    return table[priors.levels]

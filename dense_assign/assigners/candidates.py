@@ -7,10 +7,11 @@ axis-aligned rectangle form a rectangle of grid cells. The assigners describe, p
 the rectangle (in pixels) that *contains* their candidates' centres; :meth:`PriorGrid.windows` turns
 it into cell ranges and :meth:`Windows.pairs` expands those into flat ``(gt_idx, prior_idx)`` lists,
 vectorized over GTs (a loop over levels and over chunks of GTs only). The assigner then evaluates
-its own exact rule on the pairs, with the same floating-point operations as its dense version, and
-reduces per prior with scatter operations (:class:`BestPerPrior`).
+its own exact rule on the pairs and reduces per prior with scatter operations
+(:class:`BestPerPrior`).
 
-Why the result is exactly the dense one: a window only has to be a *superset* of the candidates,
+Why the result is exactly the one of the rule on every (GT, prior) pair (the dense references of
+``tests/reference_assigners.py``, which the tests compare against): a window only has to be a *superset* of the candidates,
 because the rule itself is re-evaluated on every pair. The windows are therefore widened by a slack
 (:meth:`PriorGrid.slack`) covering the largest deviation of the actual prior centres from the ideal
 grid (measured once per :class:`~dense_assign.structures.Priors` content, e.g. the float rounding
@@ -21,17 +22,16 @@ returns).
 For "the k nearest priors" (ATSS, AutoAssign's fallback) a fixed-size window around the cell nearest
 the GT centre is used, and each GT's window is *checked*: it is kept only if its k-th smallest
 distance is below a lower bound of the distance of every prior outside it
-(:func:`nearest_candidates`), otherwise the dense computation runs for that GT and level. Ties among
-equal distances go to the lowest prior index (:func:`k_smallest`), in both the dense and the
-windowed paths.
+(:func:`nearest_candidates`), otherwise all the level's priors are searched for that GT. Ties among
+equal distances go to the lowest prior index (:func:`k_smallest`).
 
 When the priors do not follow that layout (a hand-made :class:`Priors`, or centres far from the
-grid), :meth:`PriorGrid.of` returns None and the assigners use their dense computation.
+grid), :meth:`PriorGrid.of` returns None and every (GT, prior) pair is a candidate
+(:class:`AllPairs`), in chunks of GTs; the rule and the reductions are the same.
 """
 
 import bisect
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
@@ -58,24 +58,6 @@ def k_smallest(values: Tensor, k: int) -> Tensor:
     need = k - below.sum(dim=1, keepdim=True)
     keep = below | (tied & (tied.cumsum(dim=1) <= need))
     return keep.nonzero(as_tuple=True)[1].view(m, k)
-
-
-def pair_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of (P, 4) ``boxes1[i]`` with ``boxes2[i]``, with the floating-point operations of
-    detectron2's ``pairwise_iou`` (so that a pair gets the very value of the dense matrix)."""
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    wh = torch.min(boxes1[:, 2:], boxes2[:, 2:]) - torch.max(boxes1[:, :2], boxes2[:, :2])
-    wh.clamp_(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    return torch.where(inter > 0, inter / (area1 + area2 - inter), torch.zeros_like(inter))
-
-
-def pair_deltas(points: Tensor, boxes: Tensor) -> Tensor:
-    """(l, t, r, b) of (P, 2) ``points[i]`` to ``boxes[i]``: (P, 4), as :func:`point_box_deltas`
-    computes them for all pairs."""
-    x, y = points[:, 0], points[:, 1]
-    return torch.stack((x - boxes[:, 0], y - boxes[:, 1], boxes[:, 2] - x, boxes[:, 3] - y), dim=1)
 
 
 class BestPerPrior:
@@ -203,9 +185,35 @@ class Windows:
         return gt_row.index_select(0, r), prior
 
 
-#: Layouts whose grid is kept for priors of the same content (image sizes in flight).
-RECENT_LAYOUTS = 4
-_RECENT: "OrderedDict" = OrderedDict()
+def gt_ranges(num_gt: int, pairs_per_gt: int, max_pairs: int) -> Iterator[Tuple[int, int]]:
+    """(start, end) GT ranges of at most ``max_pairs`` pairs, at ``pairs_per_gt`` pairs a GT (at
+    least one GT a range)."""
+    step = max(1, max_pairs // max(pairs_per_gt, 1))
+    for start in range(0, num_gt, step):
+        yield start, min(start + step, num_gt)
+
+
+class AllPairs:
+    """Every (GT, prior) pair: the candidates of priors that are not laid out on a grid
+    (:meth:`PriorGrid.of` returns None), with the interface of :class:`Windows` that
+    :func:`pairs_in_chunks` uses. Pairs come GT by GT, inside a GT by prior index."""
+
+    def __init__(self, num_gt: int, num_priors: int, device):
+        self.num_gt = int(num_gt)
+        self.num_priors = int(num_priors)
+        self.device = device
+
+    def num_pairs(self) -> int:
+        return self.num_gt * self.num_priors
+
+    def gt_chunks(self, max_pairs: int) -> Iterator[Tuple[int, int]]:
+        return gt_ranges(self.num_gt, self.num_priors, max_pairs)
+
+    def pairs(self, start: int = 0, end: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        end = self.num_gt if end is None else end
+        gts = torch.arange(start, end, device=self.device)
+        priors = torch.arange(self.num_priors, device=self.device)
+        return gts.repeat_interleave(self.num_priors), priors.repeat(end - start)
 
 
 def _same_key(a, b) -> bool:
@@ -241,55 +249,28 @@ class PriorGrid:
     def of(cls, priors) -> Optional["PriorGrid"]:
         """The grid of ``priors``, or None when they are not laid out on one.
 
-        Cached on the object (keyed by its tensors), and for the last few layouts by content: a
-        training step builds new priors of the same content, which then cost an equality test
-        instead of a new measurement."""
+        Kept on the :class:`~dense_assign.structures.Priors` object, keyed by its tensors, their
+        in-place versions and its layout: the assigners of every image of a batch share one
+        measurement."""
         layout = (
             tuple(int(n) for n in priors.level_sizes),
             tuple(tuple(int(v) for v in s) for s in priors.grid_sizes),
             tuple(float(s) for s in priors.level_strides),
             int(priors.num_anchors),
             float(priors.offset),
-            str(priors.centers.device),
-            priors.centers.dtype,
         )
         key = (priors.centers, priors.centers._version, priors.boxes, priors.boxes._version, layout)
         cached = priors.__dict__.get("_prior_grid")
         if cached is not None and _same_key(cached[0], key):
             return cached[1]
-        grid, found = None, False
-        entry = _RECENT.get(layout)
-        if entry is not None:
-            c, cv, b, bv, g = entry
-            if c._version == cv and b._version == bv:  # the cached tensors are unchanged
-                found = (c is priors.centers and b is priors.boxes) or (
-                    torch.equal(c, priors.centers) and torch.equal(b, priors.boxes)
-                )
-                grid = g
-        if not found:
-            grid = cls._build(priors)
-            _RECENT[layout] = (
-                priors.centers,
-                priors.centers._version,
-                priors.boxes,
-                priors.boxes._version,
-                grid,
-            )
-            while len(_RECENT) > RECENT_LAYOUTS:
-                _RECENT.popitem(last=False)
-        else:
-            _RECENT.move_to_end(layout)
+        grid = cls._build(priors)
         priors.__dict__["_prior_grid"] = (key, grid)
         return grid
 
     @staticmethod
-    def forget(priors=None) -> None:
-        """Drop the grid cached on ``priors`` (the next :meth:`of` compares its content with the
-        recent layouts'); with no argument, forget the recent layouts too."""
-        if priors is not None:
-            priors.__dict__.pop("_prior_grid", None)
-        else:
-            _RECENT.clear()
+    def forget(priors) -> None:
+        """Drop the grid kept on ``priors`` (the next :meth:`of` measures it again)."""
+        priors.__dict__.pop("_prior_grid", None)
 
     @classmethod
     def _build(cls, priors) -> Optional["PriorGrid"]:
@@ -329,7 +310,7 @@ class PriorGrid:
             start += n
         tol = float(torch.stack(devs).amax()) * (1 + 1e-6) if devs else 0.0
         if not math.isfinite(tol) or tol > 0.25 * min(float(s) for s in priors.level_strides):
-            return None  # not a grid: the dense computation is the right tool
+            return None  # not a grid: every pair is a candidate (AllPairs)
         return cls(priors, tol)
 
     # ------------------------------------------------------------------ geometry
@@ -412,7 +393,7 @@ class PriorGrid:
     # ------------------------------------------------------------------ nearest priors
     def nearest_window_size(self, level: int, cells: int) -> Optional[Tuple[int, int]]:
         """(Sx, Sy) of the window of :meth:`nearest_windows` on ``level`` for the ``cells``
-        nearest cells, None when the level has fewer cells (use the dense computation).
+        nearest cells, None when the level has fewer cells (search the whole level).
 
         A (2h+1)-square (:func:`window_side`), cut to a short axis and then widened along the
         other one until it holds ``cells`` cells."""
@@ -506,7 +487,7 @@ def nearest_candidates(
     centers: Tensor,
     ks: List[int],
     distance_fn,
-    dense_fn,
+    whole_level_fn,
     units: Optional[List[float]] = None,
 ) -> List[Tensor]:
     """Per level l, the (m, ks[l]) indices (ascending) of the ``ks[l]`` priors of level l
@@ -516,7 +497,8 @@ def nearest_candidates(
 
     Levels with windows of the same size are searched together in their windows
     (:meth:`PriorGrid.nearest_windows`); the GTs whose window fails the check, and every GT of a
-    level without a window (or without a grid), get ``dense_fn(level, rows) -> (r, ks[l])``."""
+    level without a window (or without a grid), get ``whole_level_fn(level, rows) -> (r, ks[l])``.
+    """
     m, device = len(centers), centers.device
     L = len(ks)
     units = units or [1.0] * L
@@ -528,7 +510,7 @@ def nearest_candidates(
             continue
         size = None if grid is None else grid.nearest_window_size(level, -(-k // grid.num_anchors))
         if size is None:
-            out[level] = dense_fn(level, torch.arange(m, device=device))
+            out[level] = whole_level_fn(level, torch.arange(m, device=device))
         else:
             groups.setdefault((size, k), []).append(level)
     for (size, k), levels in groups.items():
@@ -547,13 +529,14 @@ def nearest_candidates(
             if not bool(ok[:, j].all()):
                 rows = (~ok[:, j]).nonzero(as_tuple=True)[0]
                 result = result.clone()
-                result[rows] = dense_fn(level, rows)
+                result[rows] = whole_level_fn(level, rows)
             out[level] = result
     return out
 
 
-def pairs_in_chunks(windows: Windows, max_pairs: int) -> Iterator[Tuple[Tensor, Tensor]]:
-    """The pairs of ``windows`` in chunks of whole GTs holding at most ``max_pairs`` pairs."""
+def pairs_in_chunks(windows, max_pairs: int) -> Iterator[Tuple[Tensor, Tensor]]:
+    """The pairs of ``windows`` (:class:`Windows` or :class:`AllPairs`) in chunks of whole GTs
+    holding at most ``max_pairs`` pairs."""
     if windows.num_pairs() <= max_pairs:
         yield windows.pairs()
         return

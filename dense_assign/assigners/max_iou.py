@@ -9,8 +9,8 @@ Candidates (:mod:`~dense_assign.assigners.candidates`): per GT, level and anchor
 whose anchor can reach IoU >= tau_g with the GT, tau_g = min(bg_below, the GT's IoU with the anchors
 of its centre's cells) (tau_g = bg_below without low-quality matches): no other pair changes a label,
 a matched index or a low-quality match. An anchor matched as low-quality below bg_below gets its
-best GT over all GTs again (few anchors). ``dense=True`` computes the IoU matrix on chunks of GTs
-(the reference; same result).
+best GT over all GTs again (few anchors). The tests compare the result with detectron2's ``Matcher``
+on the dense IoU matrix.
 
 Differences from detectron2's Matcher, both for crowded or degenerate input only:
 - the (M, R) IoU matrix is never materialized whole;
@@ -24,10 +24,11 @@ from typing import Sequence
 import torch
 from detectron2.structures import Boxes, pairwise_iou
 
+from ..box_ops import box_centers, pair_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import Priors
-from .base import BaseAssigner, best_gt_per_prior
-from .candidates import BestPerPrior, PriorGrid, Windows, pair_iou, pairs_in_chunks
+from .base import BaseAssigner
+from .candidates import BestPerPrior, PriorGrid, Windows
 
 
 @ASSIGNER_REGISTRY.register()
@@ -55,28 +56,24 @@ class MaxIoUAssigner(BaseAssigner):
         self.thresholds = thresholds
         self.allow_low_quality_matches = bool(allow_low_quality_matches)
 
-    def candidate_ious(self, boxes, gt_boxes, start: int, end: int) -> torch.Tensor:
-        """(end - start, n) IoU of GTs with the (n, 4) prior (anchor) boxes."""
-        return pairwise_iou(Boxes(gt_boxes[start:end]), Boxes(boxes))
-
     @torch.no_grad()
     def assign(self, priors: Priors, gt_instances, predictions=None, image_size=None):
-        grid = self.prior_grid(priors)
-        if grid is None:
-            return self._assign_dense(priors, gt_instances)
         gt_boxes = gt_instances.gt_boxes.tensor
         num_gt, R = len(gt_boxes), len(priors)
         bg_below = self.thresholds[0]
-        # Only pairs with IoU >= tau_g can change the result: below bg_below an anchor is
-        # background whatever its best GT, and a low-quality match has the GT's highest IoU,
-        # which is at least that GT's IoU with the anchors of its centre's cells.
-        tau = gt_boxes.new_full((num_gt,), bg_below)
-        if self.allow_low_quality_matches:
-            tau = torch.minimum(tau, self._iou_lower_bound(grid, priors, gt_boxes))
+
+        def windows(grid):
+            # Only pairs with IoU >= tau_g can change the result: below bg_below an anchor is
+            # background whatever its best GT, and a low-quality match has the GT's highest IoU,
+            # which is at least that GT's IoU with the anchors of its centre's cells.
+            tau = gt_boxes.new_full((num_gt,), bg_below)
+            if self.allow_low_quality_matches:
+                tau = torch.minimum(tau, self._iou_lower_bound(grid, priors, gt_boxes))
+            return self.overlap_windows(grid, gt_boxes, tau)
+
         best = BestPerPrior(R, gt_boxes.device, gt_boxes.dtype)
         low_quality = torch.zeros(R, dtype=torch.bool, device=gt_boxes.device)
-        windows = self.overlap_windows(grid, gt_boxes, tau)
-        for gt_idx, prior_idx in pairs_in_chunks(windows, self.chunk_pairs):
+        for gt_idx, prior_idx in self.window_pairs(priors, num_gt, windows):
             ious = pair_iou(
                 gt_boxes.index_select(0, gt_idx), priors.boxes.index_select(0, prior_idx)
             )
@@ -99,7 +96,7 @@ class MaxIoUAssigner(BaseAssigner):
             step = max(1, self.chunk_pairs // max(num_gt, 1))
             for s in range(0, len(redo), step):
                 idx = redo[s : s + step]
-                value, arg = self.candidate_ious(priors.boxes[idx], gt_boxes, 0, num_gt).max(dim=0)
+                value, arg = pairwise_iou(Boxes(gt_boxes), Boxes(priors.boxes[idx])).max(dim=0)
                 best_iou[idx], best_gt[idx] = value, arg
         return self._result(gt_instances, best_iou, best_gt, low_quality)
 
@@ -135,7 +132,7 @@ class MaxIoUAssigner(BaseAssigner):
     def _iou_lower_bound(self, grid: PriorGrid, priors: Priors, gt_boxes):
         """(M,) a lower bound of each GT's highest IoU: its IoU with the anchors of the cell
         nearest its centre on every level."""
-        idx = grid.nearest_cells((gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2).flatten(1)  # (M, L A)
+        idx = grid.nearest_cells(box_centers(gt_boxes)).flatten(1)  # (M, L A)
         m, n = idx.shape
         boxes = gt_boxes[:, None].expand(m, n, 4).reshape(-1, 4)
         return pair_iou(boxes, priors.boxes[idx.reshape(-1)]).view(m, n).amax(dim=1)
@@ -151,29 +148,3 @@ class MaxIoUAssigner(BaseAssigner):
         # ignored anchors keep their best GT index (detectron2 convention), for analysis tools
         result.matched_idxs = torch.where(ignore & ~fg, best_gt, matched)
         return result
-
-    def _assign_dense(self, priors: Priors, gt_instances):
-        gt_boxes = gt_instances.gt_boxes.tensor
-        chunks = list(self.gt_chunks(len(gt_boxes), len(priors)))
-        if len(chunks) == 1:  # small enough: compute the IoU matrix once
-            full = self.candidate_ious(priors.boxes, gt_boxes, 0, len(gt_boxes))
-            ious_of = lambda s, e: full  # noqa: E731
-        else:
-            ious_of = lambda s, e: self.candidate_ious(priors.boxes, gt_boxes, s, e)  # noqa: E731
-        best_iou, best_gt = best_gt_per_prior(
-            ious_of,
-            chunks,
-            len(priors),
-            gt_boxes.device,
-        )
-        best_gt = best_gt.clamp(min=0)  # every prior has a best GT (IoU may be 0)
-        low_quality = torch.zeros_like(best_iou, dtype=torch.bool)
-        if self.allow_low_quality_matches:
-            # a prior whose IoU with some GT equals that GT's highest IoU becomes foreground,
-            # matched (as in detectron2) to its own best GT
-            gt_max = torch.cat([ious_of(s, e).max(dim=1).values for s, e in chunks])
-            for s, e in chunks:
-                ious = ious_of(s, e)
-                hit = (ious == gt_max[s:e, None]) & (gt_max[s:e, None] > 0)
-                low_quality |= hit.any(dim=0)
-        return self._result(gt_instances, best_iou, best_gt, low_quality)

@@ -10,7 +10,7 @@ With d = the point's distances (l, t, r, b) to the GT edges, the pseudo box over
 ``min(l, w/2) + min(r, w/2)`` along x (likewise along y), so
 ``PIoU = I / (2 * area - I)`` in closed form, vectorized over all positives.
 
-Choices (REFERENCE.md section 5.1):
+Choices (docs/methods.md, "Pseudo-IoU"):
 - "above the threshold": the paper writes v >= T for positives; the official code relabels
   PIoU <= T as background, so a point exactly at T is background here, as in the code.
 - The filter applies after the minimum-area tie-break: a point whose chosen GT fails is background,
@@ -23,7 +23,7 @@ The paper's alternative metrics (Table 2) are options of the same assigner:
 
 import torch
 
-from ..losses.targets import centerness_targets
+from ..box_ops import box_centers, centerness, ltrb
 from ..registry import ASSIGNER_REGISTRY
 from .inside_box import InsideBoxAssigner
 
@@ -36,10 +36,7 @@ def pseudo_iou(points: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
     """Pseudo-IoU of (P, 2) points with their (P, 4) GT boxes (points inside their boxes)."""
     w = gt_boxes[:, 2] - gt_boxes[:, 0]
     h = gt_boxes[:, 3] - gt_boxes[:, 1]
-    l = points[:, 0] - gt_boxes[:, 0]
-    t = points[:, 1] - gt_boxes[:, 1]
-    r = gt_boxes[:, 2] - points[:, 0]
-    b = gt_boxes[:, 3] - points[:, 1]
+    l, t, r, b = ltrb(points, gt_boxes).unbind(dim=1)
     ix = torch.minimum(l, w / 2) + torch.minimum(r, w / 2)
     iy = torch.minimum(t, h / 2) + torch.minimum(b, h / 2)
     inter = ix.clamp(min=0) * iy.clamp(min=0)
@@ -70,8 +67,8 @@ class PseudoIoUAssigner(InsideBoxAssigner):
         if self.metric == "piou":
             return pseudo_iou(points, gt_boxes) > self.threshold
         if self.metric == "centerness":
-            return centerness_targets(points, gt_boxes) >= self.threshold
-        center = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+            return centerness(ltrb(points, gt_boxes)) >= self.threshold
+        center = box_centers(gt_boxes)
         half = (gt_boxes[:, 2:] - gt_boxes[:, :2]) * (self.threshold / 2)
         return ((points - center).abs() < half).all(dim=1)
 

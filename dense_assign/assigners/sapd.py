@@ -2,7 +2,7 @@
 
 Paper: "Soft Anchor-Point Object Detection" (Zhu, Chen, Shen, Savvides, ECCV 2020), Sec. 3.1-3.4,
 Eq. 1-6, Tables 1-4; FSAF ("Feature Selective Anchor-Free Module", Zhu et al., CVPR 2019) for the
-online feature selection it builds on (REFERENCE.md section 4).
+online feature selection it builds on (docs/methods.md, "SAPD").
 
 Rule: a point (k + 0.5) * stride inside the GT box shrunk to eps = 0.2 around its centre is a
 positive of that GT on every level, weighted by f = [min(l,r) min(t,b) / (max(l,r) max(t,b))]^eta
@@ -11,24 +11,25 @@ the first half of training, then the feature selection net's probabilities on th
 
 What the assigner returns (one image): ``labels`` (class of the positives, K for negatives, -1 for
 points of a GT's region on a level whose level weight is 0), ``matched_idxs`` / ``matched_gt_boxes``
-(the GT of every region point, ignored ones included), ``pos_weights`` (w of Eq. 5 for positives, 0
+(the GT of every region point, ignored ones included), ``loss_weights`` (w of Eq. 5 for positives, 0
 for ignored points, 1 for negatives; :class:`~dense_assign.losses.DenseLoss` multiplies the focal
 and IoU losses by it and divides by the positives' sum, Eq. 6) and ``losses["loss_fsn"]``
 (lambda x cross-entropy of the feature selection net, Eq. 6).
 
 The pieces, each a method (tests call them directly):
 
-- :meth:`SAPDAssigner.candidate_mask`: (GT, point) pairs of the positive region (shrunk box, plus
-  the point nearest the centre on a level where no point falls in it), on chunks of GTs;
-- :meth:`SAPDAssigner.match`: per point, the GT it trains for (minimum area among its candidates);
+- :meth:`SAPDAssigner.match`: per point, the GT it trains for among the (GT, point) pairs of the
+  positive regions (shrunk box, plus the point nearest the centre on a level where no point falls in
+  it): the minimum-area one;
 - :meth:`SAPDAssigner.point_weights`: f of Eq. 4;
 - :meth:`SAPDAssigner.instance_losses`: FSAF's per-(GT, level) loss from the detached predictions,
   whose argmin is the selection target;
 - :meth:`SAPDAssigner.level_weights`: w_l^B of Eq. 5 in each phase;
 - :class:`FeatureSelectionNet`: Table 1, on RoIAlign features of the GT box.
 
-Schedule (Sec. 3.4): phase one (one-hot min-loss level) while the trainer's iteration, read from
-detectron2's ``EventStorage``, is below ``switch_iter = int(switch_fraction * max_iter)``; phase two
+Schedule (Sec. 3.4, the shared :class:`~dense_assign.assigners.schedule.PhaseSchedule`): phase one
+(one-hot min-loss level) while the trainer's iteration, read from detectron2's ``EventStorage``, is
+below ``switch_iter = int(switch_fraction * max_iter)``; phase two
 from then on. ``max_iter`` comes from ``train.max_iter`` through a config interpolation, so command
 line overrides move the switch, and ``--resume`` lands in the right phase because the iteration
 comes from the storage. Without an ``EventStorage`` (analysis tools, tests) or without ``max_iter``
@@ -38,7 +39,7 @@ Differences from the paper (choices it leaves open):
 
 - Positive region: a point is inside B_v when |X - x| <= eps w / 2 and |Y - y| <= eps h / 2
   (inclusive). On a level where no point falls inside B_v, the point nearest the box centre is a
-  positive (the "at least one cell on every level" of the Keras codes, REFERENCE.md 4.3) if the
+  positive (the Keras codes' "at least one cell on every level"; docs/methods.md, "SAPD") if the
   centre lies on the level's grid; such a fallback point is not in B_v, so it gets f = 1 (Eq. 4's
   "otherwise" branch), times its level weight.
 - A point in the regions of several GTs trains for the one of minimum area (ties: lowest index),
@@ -68,8 +69,7 @@ Differences from the paper (choices it leaves open):
 All work is vectorized (a loop over pyramid levels only where each level has its own grid or
 features). The positive regions come from per-GT windows of the point grid (the cells of B_v, plus
 the nearest points; :mod:`~dense_assign.assigners.candidates`), reduced to the minimum-area GT per
-point with scatter operations; ``dense=True`` (the reference, same result) builds (GT chunk, R)
-masks instead (:meth:`SAPDAssigner.candidate_mask`). Everything after it works on the (at most R)
+point with scatter operations (the tests compare it with dense (GT, R) masks). Everything after it works on the (at most R)
 matched points and on (M, L) tables; the feature selection net's RoIAlign of every GT on every
 level dominates the time and memory of a crowded image.
 """
@@ -80,18 +80,18 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.modeling.box_regression import Box2BoxTransformLinear
-from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from ..box_ops import box_centers, centerness, ltrb
 from ..deferred import put_scalar
-from ..losses.targets import aligned_iou
+from ..losses.functional import iou_loss
 from ..registry import ASSIGNER_REGISTRY
-from ..structures import AssignResult, Priors
-from .base import BaseAssigner, best_gt_per_prior
-from .candidates import BestPerPrior, pairs_in_chunks
+from ..structures import AssignResult, Priors, positives_per_gt
+from .base import BaseAssigner
+from .candidates import BestPerPrior
+from .schedule import PhaseSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +115,6 @@ FSN_SAMPLING_RATIO = 2
 FSN_INIT_STD = 0.01
 #: focal loss of the instance loss (Sec. 3.1, focal loss [15] with RetinaNet's alpha / gamma).
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
-#: floor of the IoU inside -log IoU, as DenseLoss's "iou" box loss.
-IOU_FLOOR = 1e-6
 
 TOPK_BY = ("loss", "fsn")
 
@@ -268,12 +266,10 @@ class SAPDAssigner(BaseAssigner):
             switch_fraction: phase two starts at ``int(switch_fraction * max_iter)`` (Sec. 3.4).
             focal_alpha, focal_gamma: focal loss of the instance loss (set them to the detection
                 loss's; the configs interpolate ``model.loss``).
-            box2box_transform: decodes the head's box output against the prior boxes, the model's
-                (the configs pass ``${..box2box_transform}``); default
-                ``Box2BoxTransformLinear(normalize_by_size=True)``.
-            chunk_pairs: see :class:`BaseAssigner`.
+            box2box_transform, chunk_pairs: see :class:`BaseAssigner` (None: the detector's box
+                decoding).
         """
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(num_classes=num_classes, box2box_transform=box2box_transform, **kwargs)
         if not 0.0 < shrink_factor <= 1.0:
             raise ValueError(f"model.assigner.shrink_factor must be in (0, 1], got {shrink_factor}")
         if not eta >= 0 or not math.isfinite(eta):
@@ -309,7 +305,6 @@ class SAPDAssigner(BaseAssigner):
         self.switch_fraction = float(switch_fraction)
         self.focal_alpha = float(focal_alpha)
         self.focal_gamma = float(focal_gamma)
-        self.box2box_transform = box2box_transform or Box2BoxTransformLinear(normalize_by_size=True)
         self._fsn_args = dict(
             conv_dim=int(fsn_conv_dim),
             pooler_resolution=int(fsn_pooler_resolution),
@@ -320,7 +315,12 @@ class SAPDAssigner(BaseAssigner):
             self.fsn = FeatureSelectionNet(
                 in_channels=int(fsn_in_channels), num_levels=int(num_levels), **self._fsn_args
             )
-        self._last_phase: Optional[int] = None  # for logging the switch once
+        self.schedule = PhaseSchedule(
+            self.max_iter,
+            (self.switch_fraction,),
+            name="SAPD level selection",
+            describe=self._describe_phase,
+        )
 
     def extra_repr(self) -> str:
         return (
@@ -336,39 +336,21 @@ class SAPDAssigner(BaseAssigner):
     @property
     def switch_iter(self) -> Optional[int]:
         """First iteration of phase two (None: no schedule, always phase two)."""
-        if self.max_iter is None:
-            return None
-        return int(self.switch_fraction * self.max_iter)
+        switches = self.schedule.switch_iters
+        return None if switches is None else switches[0]
 
     def phase(self) -> int:
         """1: one-hot minimal-loss level; 2: top-k levels weighted by the selection net.
 
-        From the iteration of detectron2's ``EventStorage`` (Sec. 3.4); 2 when there is no
-        storage or no ``max_iter``; always 1 with ``soft_levels=False``.
+        From the shared :class:`~.schedule.PhaseSchedule` (Sec. 3.4): 2 when not training or
+        without ``max_iter``; always 1 with ``soft_levels=False``.
         """
-        try:
-            iteration = get_event_storage().iter
-        except AssertionError:  # no EventStorage: not training
-            return 1 if not self.soft_levels else 2
-        if not self.soft_levels:
-            phase = 1
-        elif self.switch_iter is None:
-            phase = 2
-        else:
-            phase = 2 if iteration >= self.switch_iter else 1
-        if phase != self._last_phase:
-            self._last_phase = phase
-            what = (
-                "one-hot minimal-loss level per instance (FSAF online feature selection)"
-                if phase == 1
-                else f"top-{self.topk} levels weighted by the feature selection net"
-            )
-            logger.info(
-                f"SAPD level selection phase {phase} at iteration {iteration} "
-                f"(switch_iter={self.switch_iter}, max_iter={self.max_iter}, "
-                f"soft_levels={self.soft_levels}): {what}"
-            )
-        return phase
+        return self.schedule() if self.soft_levels else 1
+
+    def _describe_phase(self, phase: int) -> str:
+        if phase == 1:
+            return "one-hot minimal-loss level per instance (FSAF online feature selection)"
+        return f"top-{self.topk} levels weighted by the feature selection net"
 
     # ------------------------------------------------------------------------- candidates
     def nearest_points(self, priors: Priors, centers: Tensor) -> Tuple[Tensor, Tensor]:
@@ -392,37 +374,25 @@ class SAPDAssigner(BaseAssigner):
 
     def in_valid_box(self, points: Tensor, boxes: Tensor) -> Tensor:
         """Whether (..., 2) points lie in B_v of the (..., 4) boxes (broadcast; inclusive)."""
-        ctr = (boxes[..., :2] + boxes[..., 2:]) / 2
+        ctr = box_centers(boxes)
         half = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0) * (self.shrink_factor / 2)
         return ((points - ctr).abs() <= half).all(dim=-1)
 
-    def candidate_mask(self, priors: Priors, gt_boxes: Tensor, start: int, end: int) -> Tensor:
-        """(end - start, R) bool: the positive region of each GT on every level (Sec. 3.1): the
-        points inside B_v, and on a level with none of them the point nearest the box centre."""
-        boxes = gt_boxes[start:end]
-        mask = self.in_valid_box(priors.centers[None], boxes[:, None])  # (m, R)
-        has = torch.stack([x.any(dim=1) for x in priors.split(mask, dim=1)], dim=1)  # (m, L)
-        nearest, valid = self.nearest_points(priors, (boxes[:, :2] + boxes[:, 2:]) / 2)
-        gi, li = (valid & ~has).nonzero(as_tuple=True)
-        mask[gi, nearest[gi, li]] = True
-        return mask
-
     def match(self, priors: Priors, gt_boxes: Tensor) -> Tensor:
         """(R,) the GT each point trains for, -1 outside every region: the minimum-area GT among
-        the point's candidates (ties: lowest index). Windowed (the cells of B_v, plus the nearest
-        points) unless ``dense=True``; the same result."""
+        the point's candidates (ties: lowest index). The candidates of a GT are the points in B_v
+        (its cells; every point without a grid) and, on a level with none of them, the point
+        nearest the box centre."""
         area = (gt_boxes[:, 2:] - gt_boxes[:, :2]).clamp(min=0).prod(dim=1)
-        grid = self.prior_grid(priors)
-        if grid is None:
-            return self._match_dense(priors, gt_boxes, area)
-        L = grid.num_levels
-        ctr = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+        L = priors.num_levels
+        ctr = box_centers(gt_boxes)
         half = (gt_boxes[:, 2:] - gt_boxes[:, :2]).clamp(min=0) * (self.shrink_factor / 2)
         lo = (ctr.double() - half.double())[:, None].expand(-1, L, -1)
         hi = (ctr.double() + half.double())[:, None].expand(-1, L, -1)
         best = BestPerPrior(len(priors), gt_boxes.device, area.dtype)
         has = torch.zeros(len(gt_boxes) * L, dtype=torch.bool, device=gt_boxes.device)
-        for g, p in pairs_in_chunks(grid.windows(lo, hi), self.chunk_pairs):
+        pairs = self.window_pairs(priors, len(gt_boxes), lambda grid: grid.windows(lo, hi))
+        for g, p in pairs:
             inside = self.in_valid_box(
                 priors.centers.index_select(0, p), gt_boxes.index_select(0, g)
             )
@@ -436,16 +406,6 @@ class SAPDAssigner(BaseAssigner):
         best.update(nearest[gi, li], gi, -area[gi])
         return best.result()[1]
 
-    def _match_dense(self, priors: Priors, gt_boxes: Tensor, area: Tensor) -> Tensor:
-        """:meth:`match` from dense (GT chunk, R) :meth:`candidate_mask` s (the reference)."""
-
-        def score(start, end):
-            mask = self.candidate_mask(priors, gt_boxes, start, end)
-            return torch.where(mask, -area[start:end, None], area.new_tensor(-math.inf))
-
-        chunks = self.gt_chunks(len(gt_boxes), len(priors))
-        return best_gt_per_prior(score, chunks, len(priors), gt_boxes.device)[1]
-
     # ------------------------------------------------------------------------- weights
     def point_weights(self, points: Tensor, boxes: Tensor) -> Tensor:
         """f (Eq. 4) of (P, 2) points for their (P, 4) GT boxes: the generalized centerness
@@ -453,15 +413,7 @@ class SAPDAssigner(BaseAssigner):
         points; Eq. 4's "otherwise"), 1 everywhere with ``soft_point_weights=False``."""
         if not self.soft_point_weights:
             return points.new_ones(len(points))
-        l = points[:, 0] - boxes[:, 0]
-        t = points[:, 1] - boxes[:, 1]
-        r = boxes[:, 2] - points[:, 0]
-        b = boxes[:, 3] - points[:, 1]
-        lr = torch.stack((l, r), dim=1).clamp(min=0)
-        tb = torch.stack((t, b), dim=1).clamp(min=0)
-        num = lr.min(dim=1).values * tb.min(dim=1).values
-        den = lr.max(dim=1).values * tb.max(dim=1).values
-        f = (num / den.clamp(min=1e-12)).pow(self.eta)
+        f = centerness(ltrb(points, boxes), exponent=self.eta)
         return torch.where(self.in_valid_box(points, boxes), f, torch.ones_like(f))
 
     @torch.no_grad()
@@ -478,13 +430,11 @@ class SAPDAssigner(BaseAssigner):
         focal = sigmoid_focal_loss(
             logits, target, alpha=self.focal_alpha, gamma=self.focal_gamma, reduction="none"
         ).sum(dim=1)
-        pred = self.box2box_transform.apply_deltas(
-            predictions.deltas[points].detach().float(), priors.boxes[points]
-        )
+        pred = self.decode_boxes(predictions.deltas[points].detach().float(), priors.boxes[points])
         gt_boxes = gt_instances.gt_boxes.tensor[gt_idx]
-        iou_loss = -torch.log(aligned_iou(pred, gt_boxes).clamp(min=IOU_FLOOR))
+        box_loss = iou_loss(pred, gt_boxes)
         key = gt_idx * num_levels + priors.levels[points]
-        sums = logits.new_zeros(num_gt * num_levels).index_add_(0, key, focal + iou_loss)
+        sums = logits.new_zeros(num_gt * num_levels).index_add_(0, key, focal + box_loss)
         counts = logits.new_zeros(num_gt * num_levels).index_add_(0, key, torch.ones_like(focal))
         mean = sums / counts.clamp(min=1)
         return torch.where(counts > 0, mean, torch.full_like(mean, math.inf)).view(num_gt, -1)
@@ -543,9 +493,10 @@ class SAPDAssigner(BaseAssigner):
         put_scalar("sapd/phase", float(phase))
         if len(gt_instances) == 0 or len(priors) == 0:
             result = self.empty_result(priors)
+            result.num_gt = len(gt_instances)
             result.stats["num_gt"] = float(len(gt_instances))
             result.stats["gt_without_pos"] = float(len(gt_instances))
-            result.pos_weights = priors.boxes.new_ones(len(priors))
+            result.loss_weights = priors.boxes.new_ones(len(priors))
             if self._fsn_for(predictions.features) is not None:
                 result.losses = {"loss_fsn": self._zero_fsn_loss(priors.boxes.device)}
             return result
@@ -597,16 +548,18 @@ class SAPDAssigner(BaseAssigner):
                 (num_points,), self.num_classes, dtype=torch.long, device=gt_boxes.device
             )
             labels[points] = torch.where(selected, gt_classes[gt_idx], torch.full_like(gt_idx, -1))
-            pos_weights = gt_boxes.new_ones(num_points)
-            pos_weights[points] = level_w.to(pos_weights.dtype) * f
+            loss_weights = gt_boxes.new_ones(num_points)
+            loss_weights[points] = level_w.to(loss_weights.dtype) * f
             matched_boxes = gt_boxes.new_zeros((num_points, 4))
             matched_boxes[points] = gt_boxes[gt_idx]
             num_pos = int(selected.sum())
-            covered = torch.unique(gt_idx[selected]).numel()
+            per_gt = positives_per_gt(
+                matched, (labels >= 0) & (labels != self.num_classes), len(gt_boxes)
+            )
             stats = {
                 "num_gt": float(len(gt_boxes)),
                 "num_pos": float(num_pos),
-                "gt_without_pos": float(len(gt_boxes) - covered),
+                "gt_without_pos": float(len(gt_boxes) - int((per_gt > 0).sum())),
                 "sapd_phase": float(phase),
             }
             if num_pos:
@@ -621,7 +574,8 @@ class SAPDAssigner(BaseAssigner):
             labels=labels,
             matched_idxs=matched,
             matched_gt_boxes=matched_boxes,
-            pos_weights=pos_weights,
+            num_gt=len(gt_boxes),
+            loss_weights=loss_weights,
             losses=result_losses,
             stats=stats,
         )

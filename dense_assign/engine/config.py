@@ -27,7 +27,7 @@ the expected type and the config's value. The rules (the value as hydra parses i
   bools, each new element must be of that kind (``[0.6,abc]`` is refused).
 * **dict / LazyCall node**: a dict (merged into the node, as detectron2 does); a scalar or a list
   is refused (set one argument with ``key.ARG=VALUE``), except a string for a node in
-  :data:`NAMED_NODES` (a registered name, checked when the model is built).
+  :data:`NAMED_NODES` (a registered or score-function name, checked when the model is built).
 * keys of :data:`SCALAR_OR_LIST_KEYS` (last part of the key) take a scalar or a list, as the
   constructors they configure do (dataset ``names``, ``short_edge_length``).
 * ``null`` is accepted for any key: it is typed on purpose (never a typo) and is how an
@@ -97,7 +97,7 @@ KWARGS_NODES = ("train.ddp", "train.checkpointer", "train.amp", "train.clip_grad
 #: LazyCall nodes that may be replaced by a string on the command line: the registered name of a
 #: component (``model.assigner=ATSSAssigner``, ``model.head=DenseHead``; see
 #: ``dense_assign.registry``), checked when the model is built.
-NAMED_NODES = ("model.assigner", "model.head")
+NAMED_NODES = ("model.assigner", "model.head", "model.test_score_fn")
 
 #: Arguments (the last part of a key) that take a scalar or a list of them, whichever the config
 #: has: detectron2's dataset ``names`` (a name or a list of names) and ``ResizeShortestEdge``'s

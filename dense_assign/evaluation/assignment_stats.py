@@ -11,9 +11,10 @@ The detector puts them into detectron2's EventStorage as ``assign/*`` (metrics.j
 from typing import Dict, List
 
 import torch
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Instances
 
-from ..structures import AssignResult, Priors
+from ..box_ops import pair_iou
+from ..structures import AssignResult, Priors, positives_per_gt
 
 
 def assignment_counts(priors: Priors, result: AssignResult, gt: Instances, num_classes: int):
@@ -21,16 +22,11 @@ def assignment_counts(priors: Priors, result: AssignResult, gt: Instances, num_c
     (L,), sum of IoUs (0-dim)). Computed over all priors with fixed shapes (no boolean indexing,
     no ``bincount``), so that no value is read on the host: on a GPU that would synchronize."""
     pos = (result.labels >= 0) & (result.labels != num_classes) & (result.matched_idxs >= 0)
+    per_gt = positives_per_gt(result.matched_idxs, pos, len(gt))
     ones = pos.long()
-    slot = torch.where(pos, result.matched_idxs + 1, torch.zeros_like(result.matched_idxs))
-    per_gt = ones.new_zeros(len(gt) + 1).scatter_add_(0, slot, ones)[1:]
     per_level = ones.new_zeros(priors.num_levels).scatter_add_(0, priors.levels.long(), ones)
-    a, b = priors.boxes, result.matched_gt_boxes.to(priors.boxes.dtype)
-    lt = torch.maximum(a[:, :2], b[:, :2])
-    rb = torch.minimum(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=1)
-    union = Boxes(a).area() + Boxes(b).area() - inter
-    iou_sum = torch.where(pos, inter / union.clamp(min=1e-12), torch.zeros_like(inter)).sum()
+    iou = pair_iou(priors.boxes, result.matched_gt_boxes.to(priors.boxes.dtype))
+    iou_sum = torch.where(pos, iou, torch.zeros_like(iou)).sum()
     return per_gt, per_level, iou_sum
 
 

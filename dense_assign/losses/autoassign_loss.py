@@ -1,7 +1,7 @@
 """AutoAssign's bag losses, on the weights that :class:`dense_assign.assigners.AutoAssign` returns.
 
 Paper: "AutoAssign: Differentiable Label Assignment for Dense Object Detection" (Zhu et al., 2020),
-Eq. 1 and 12; normalizers and loss weights from the official code (REFERENCE.md 3.3).
+Eq. 1 and 12; normalizers and loss weights from the official code (docs/methods.md, "AutoAssign").
 
 Rule: each GT is one positive bag, -log(sum_j w+_j P+_j) over its candidates; every point and class
 is a negative, P-^2 BCE(P-, 0) with P- = P(cls) P(obj) (1 - F), F the foreground probability the
@@ -32,36 +32,20 @@ Logged (detectron2 EventStorage): ``autoassign/bag_prob`` (mean positive bag pro
 from typing import List
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from detectron2.utils import comm
-from torch import Tensor, nn
+from torch import nn
 
 from ..deferred import put_scalar
 from ..structures import AssignResult, DensePredictions, Priors
+from .functional import reduce_mean, to_float32
 
 #: Loss weights of the positive / negative / center-prior terms (official code; mmdet
 #: pos_loss_weight, neg_loss_weight, center_loss_weight; focal alpha 0.25 of Sec. 4.1).
-POS_WEIGHT, NEG_WEIGHT, CENTER_WEIGHT = 0.25, 0.75, 0.75
+POS_LOSS_WEIGHT, NEG_LOSS_WEIGHT, CENTER_LOSS_WEIGHT = 0.25, 0.75, 0.75
 #: Focal gamma of the negative loss (Sec. 4.1: Focal Loss with gamma = 2.0).
 NEG_GAMMA = 2.0
 #: Clamp of denominators (official code, EPS = 1e-12).
 EPS = 1e-12
-
-
-def reduce_mean(value, device) -> Tensor:
-    """Mean of a per-process number over all processes (the official ``reduce_mean``), as a
-    0-dim float64 tensor on ``device`` (no host read: see :mod:`dense_assign.deferred`)."""
-    t = torch.as_tensor(value, dtype=torch.float64, device=device).detach().clone()
-    world = comm.get_world_size()
-    if world > 1:
-        dist.all_reduce(t)
-    return t / world
-
-
-def _full(x: Tensor) -> Tensor:
-    """fp16 / bf16 (AMP) to float32; float32 / float64 as they are."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class AutoAssignLoss(nn.Module):
@@ -70,34 +54,34 @@ class AutoAssignLoss(nn.Module):
         *,
         num_classes: int,
         objectness: str = "implicit",
-        pos_weight: float = POS_WEIGHT,
-        neg_weight: float = NEG_WEIGHT,
-        center_weight: float = CENTER_WEIGHT,
+        pos_loss_weight: float = POS_LOSS_WEIGHT,
+        neg_loss_weight: float = NEG_LOSS_WEIGHT,
+        center_loss_weight: float = CENTER_LOSS_WEIGHT,
         neg_gamma: float = NEG_GAMMA,
     ):
         """
         Args:
             objectness: "implicit" (P(cls) x P(obj) in the negatives, Eq. 3) or "none" (Table 4
                 "no-obj"); must match the assigner's (the config interpolates it).
-            pos_weight, neg_weight, center_weight: weights of the three terms.
+            pos_loss_weight, neg_loss_weight, center_loss_weight: weights of the three terms.
             neg_gamma: exponent of P- in the negative loss.
         """
         super().__init__()
         if objectness not in ("implicit", "none"):
             raise ValueError(f"model.loss.objectness={objectness!r}; allowed: implicit, none")
         for key, value in (
-            ("pos_weight", pos_weight),
-            ("neg_weight", neg_weight),
-            ("center_weight", center_weight),
+            ("pos_loss_weight", pos_loss_weight),
+            ("neg_loss_weight", neg_loss_weight),
+            ("center_loss_weight", center_loss_weight),
             ("neg_gamma", neg_gamma),
         ):
             if not value >= 0:
                 raise ValueError(f"model.loss.{key} must be >= 0, got {value}")
         self.num_classes = num_classes
         self.objectness = objectness
-        self.pos_weight = float(pos_weight)
-        self.neg_weight = float(neg_weight)
-        self.center_weight = float(center_weight)
+        self.pos_loss_weight = float(pos_loss_weight)
+        self.neg_loss_weight = float(neg_loss_weight)
+        self.center_loss_weight = float(center_loss_weight)
         self.neg_gamma = float(neg_gamma)
 
     def forward(
@@ -107,10 +91,9 @@ class AutoAssignLoss(nn.Module):
         predictions: DensePredictions,
         assignments: List[AssignResult],
         box2box_transform=None,
-        gt_instances=None,
     ):
         logits = predictions.logits  # (N, R, K)
-        if any(a.pairwise is None or "pos_weight" not in a.pairwise for a in assignments):
+        if any(a.pairwise is None or "w_plus" not in a.pairwise for a in assignments):
             raise ValueError(
                 "AutoAssignLoss needs the pair weights of the AutoAssign assigner "
                 "(model.assigner=AutoAssign)"
@@ -125,7 +108,7 @@ class AutoAssignLoss(nn.Module):
             return self._losses(predictions, assignments)
 
     def _losses(self, predictions: DensePredictions, assignments: List[AssignResult]):
-        logits = _full(predictions.logits)
+        logits = to_float32(predictions.logits)
         num_images = len(assignments)
         pos_sum = logits.new_zeros(())
         center_terms, neg_idx, bag_probs, max_weights = [], [], [], []
@@ -133,30 +116,32 @@ class AutoAssignLoss(nn.Module):
         for i, a in enumerate(assignments):
             pw = a.pairwise
             gt_idx = pw["gt_idx"]
-            m = int(a.stats["num_gt"])
+            m = a.num_gt
             # positive bag of each GT: -log(sum_j w+ P+) (Eq. 1 / 12), clamped as BCE(., 1)
-            bag = logits.new_zeros(m).index_add(0, gt_idx, _full(pw["pos_weight"] * pw["pos_conf"]))
+            bag = logits.new_zeros(m).index_add(
+                0, gt_idx, to_float32(pw["w_plus"] * pw["pos_conf"])
+            )
             bag = bag.clamp(max=1.0)
             pos_sum = pos_sum + F.binary_cross_entropy(bag, torch.ones_like(bag), reduction="sum")
             # center-prior term #GT / sum G (official code; 0 x sum G without GT)
-            g_sum = _full(pw["center_prior"]).sum()
+            g_sum = to_float32(pw["center_prior"]).sum()
             center_terms.append(m / g_sum.clamp(min=EPS) if m > 0 else 0.0 * g_sum)
             # foreground probability entries, as (image, point, class) -> f
             img = torch.full_like(pw["neg_point"], i)
-            neg_idx.append((img, pw["neg_point"], pw["neg_class"], _full(pw["neg_fg"])))
+            neg_idx.append((img, pw["neg_point"], pw["neg_class"], to_float32(pw["neg_fg"])))
             num_gt += m
             num_pairs += len(gt_idx)
             prior_sum = prior_sum + g_sum.detach()
             fallback += a.stats.get("gt_fallback", 0.0)
             if m > 0:
                 bag_probs.append(bag.detach())
-                w = pw["pos_weight"].detach()
+                w = pw["w_plus"].detach()
                 max_weights.append(w.new_zeros(m).scatter_reduce(0, gt_idx, w, reduce="amax"))
 
         # negatives: every point and class, P- = P(cls) P(obj) (1 - F) (Eq. 11-12)
         prob = logits.sigmoid()
         if self.objectness == "implicit":
-            prob = prob * _full(predictions.quality).sigmoid()
+            prob = prob * to_float32(predictions.quality).sigmoid()
         neg_weight = torch.ones_like(prob)
         img, pts, cls, fg = (torch.cat(t) for t in zip(*neg_idx))
         neg_weight[img, pts, cls] = 1.0 - fg
@@ -172,9 +157,9 @@ class AutoAssignLoss(nn.Module):
         if predictions.quality is not None:
             touch = touch + 0.0 * predictions.quality.sum()
         losses = {
-            "loss_pos": self.pos_weight * pos_sum / pos_norm + touch,
-            "loss_neg": self.neg_weight * neg.sum() / neg_norm,
-            "loss_center": self.center_weight * torch.stack(center_terms).mean(),
+            "loss_pos": self.pos_loss_weight * pos_sum / pos_norm + touch,
+            "loss_neg": self.neg_loss_weight * neg.sum() / neg_norm,
+            "loss_center": self.center_loss_weight * torch.stack(center_terms).mean(),
         }
 
         if num_gt > 0:

@@ -6,23 +6,24 @@ function, per-level top-k, box decoding, batched NMS. Everything method-specific
 """
 
 import logging
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 from detectron2.layers import batched_nms, cat
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector
-from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
 from .. import deferred
+from ..assigners.base import BaseAssigner
 from ..deferred import put_scalar
 from ..evaluation.assignment_stats import assignment_statistics
 from ..registry import ASSIGNER_REGISTRY, DENSE_HEAD_REGISTRY, build_from_registry
 from ..structures import AssignResult, DensePredictions, Priors
-from .scoring import SCORE_FUNCTIONS, compute_scores, needs_quality
+from .scoring import ScoreFn, build_score_fn, describe_score_fn, needs_quality
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,7 @@ class OneStageDetector(DenseDetector):
         assigner,
         loss: nn.Module,
         num_classes: int,
-        test_score_fn: str = "cls",
-        test_score_alpha: float = 0.5,
+        test_score_fn: Union[str, ScoreFn] = "cls",
         test_score_thresh: float = 0.05,
         test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.5,
@@ -68,7 +68,6 @@ class OneStageDetector(DenseDetector):
         pixel_std,
         input_format: str = "BGR",
         vis_period: int = 0,
-        test_quality_oracle: bool = False,
     ):
         """
         Args:
@@ -77,11 +76,8 @@ class OneStageDetector(DenseDetector):
             box2box_transform: decodes head deltas against the prior boxes.
             assigner: an assigner module, or the registered name of one (built with defaults).
             loss: the loss module (:class:`dense_assign.losses.DenseLoss` or a method's own).
-            test_score_fn: see :mod:`dense_assign.meta_arch.scoring`.
-            test_quality_oracle: analysis only (IoU-aware paper Sec. 4.4, Table 6): at inference,
-                replace the predicted quality by the true IoU of each decoded box with the image's
-                GT boxes (its max IoU with any of them, ignoring class). Needs GT instances in the
-                test inputs (a test mapper with ``is_train=True`` and no random augmentation).
+            test_score_fn: a callable ``(cls, quality) -> (gate, score)`` or the name of one;
+                see :mod:`dense_assign.meta_arch.scoring`.
         """
         if isinstance(head, str):  # a registered head by name, built for this backbone
             shapes = backbone.output_shape()
@@ -103,34 +99,32 @@ class OneStageDetector(DenseDetector):
         self.assigner = build_from_registry(
             ASSIGNER_REGISTRY, assigner, "model.assigner", num_classes=num_classes
         )
+        # assigners that decode predicted boxes do it as the model does, unless a config set them
+        for module in self.assigner.modules():
+            if isinstance(module, BaseAssigner) and module.box2box_transform is None:
+                module.box2box_transform = box2box_transform
         self.loss = loss
-        self.test_score_fn = test_score_fn
-        self.test_score_alpha = test_score_alpha
+        self.test_score_fn = build_score_fn(test_score_fn, "model.test_score_fn")
+        # how messages name it: the name the config gave, else the callable's description
+        self._score_fn_label = (
+            repr(test_score_fn)
+            if isinstance(test_score_fn, str)
+            else describe_score_fn(self.test_score_fn)
+        )
         self.test_score_thresh = test_score_thresh
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
         self.max_detections_per_image = max_detections_per_image
         self.input_format = input_format
         self.vis_period = vis_period
-        self.test_quality_oracle = bool(test_quality_oracle)
-        self._oracle_gt: Optional[List[Tensor]] = None
         self._validate()
 
     def _validate(self):
         head_quality = getattr(self.head, "has_quality", False)
-        if self.test_score_fn not in SCORE_FUNCTIONS:
-            raise ValueError(
-                f"model.test_score_fn={self.test_score_fn!r}; allowed: {', '.join(SCORE_FUNCTIONS)}"
-            )
         if needs_quality(self.test_score_fn) and not head_quality:
             raise ValueError(
-                f"model.test_score_fn={self.test_score_fn!r} needs a quality branch, but "
+                f"model.test_score_fn={self._score_fn_label} needs a quality branch, but "
                 "model.head.quality is 'none'; use test_score_fn='cls' or add a branch"
-            )
-        if self.test_quality_oracle and not needs_quality(self.test_score_fn):
-            raise ValueError(
-                f"model.test_quality_oracle=True has no effect with model.test_score_fn="
-                f"{self.test_score_fn!r}, which uses no quality"
             )
         loss_quality = getattr(self.loss, "quality", "none")
         if loss_quality not in ("none", None) and not head_quality:
@@ -157,8 +151,6 @@ class OneStageDetector(DenseDetector):
                 f"model.test_score_thresh ({self.test_score_thresh}) must be in [0, 1) and "
                 f"model.test_nms_thresh ({self.test_nms_thresh}) in (0, 1]"
             )
-        if not 0.0 <= self.test_score_alpha <= 1.0:
-            raise ValueError(f"model.test_score_alpha={self.test_score_alpha} must be in [0, 1]")
         for key in ("test_topk_candidates", "max_detections_per_image"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"model.{key}={getattr(self, key)} must be >= 1")
@@ -234,7 +226,6 @@ class OneStageDetector(DenseDetector):
             predictions=preds,
             assignments=assignments,
             box2box_transform=self.box2box_transform,
-            gt_instances=gt_instances,
         )
         losses.update(self._assigner_losses(assignments))
         return losses
@@ -315,49 +306,52 @@ class OneStageDetector(DenseDetector):
     def forward(self, batched_inputs):
         if self.training:
             self.check_gt_instances(batched_inputs)
-        if self.training or not self.test_quality_oracle:
-            return super().forward(batched_inputs)
-        if not all("instances" in x for x in batched_inputs):
-            raise ValueError(
-                "model.test_quality_oracle=True needs GT instances at test time: use a test "
-                "mapper with is_train=True (dataloader.test.mapper.is_train=True)"
-            )
-        self._oracle_gt = [x["instances"].gt_boxes.tensor.to(self.device) for x in batched_inputs]
-        try:
-            return super().forward(batched_inputs)
-        finally:
-            self._oracle_gt = None
+        return super().forward(batched_inputs)
 
     def forward_inference(self, images: ImageList, features, predictions):
         flat = self._transpose(predictions)
+        quality = None
+        if len(flat) > 2:  # per image, as the class probabilities (CPU rounding follows slicing)
+            quality = [torch.stack([q.sigmoid() for q in level]) for level in flat[2]]
         anchors = self.prior_generator(features)
+        return self.decode_detections(anchors, flat[0], flat[1], quality, images.image_sizes)
+
+    def decode_detections(
+        self,
+        anchors: List[Boxes],
+        logits: List[Tensor],
+        deltas: List[Tensor],
+        quality: Optional[List[Tensor]],
+        image_sizes,
+    ) -> List[Instances]:
+        """The detections of each image: per level, the score function of the class
+        probabilities and the quality, the score threshold, the top-k candidates and their
+        decoded boxes; then NMS over the levels.
+
+        Args:
+            anchors: the priors of each level.
+            logits, deltas: per level, (N, R_l, K) class logits and (N, R_l, 4) box deltas.
+            quality: per level, (N, R_l, 1) quality probabilities (what the score function
+                receives); None when the head has no quality branch.
+        """
         results = []
-        for i, image_size in enumerate(images.image_sizes):
+        for i, image_size in enumerate(image_sizes):
             per_level = [
                 self._decode_level(
                     anchors[lvl].tensor,
-                    flat[0][lvl][i],
-                    flat[1][lvl][i],
-                    flat[2][lvl][i] if len(flat) > 2 else None,
+                    logits[lvl][i],
+                    deltas[lvl][i],
+                    None if quality is None else quality[lvl][i],
                     image_size,
-                    None if self._oracle_gt is None else self._oracle_gt[i],
                 )
                 for lvl in range(len(anchors))
             ]
             results.append(self._nms(Instances.cat(per_level)))
         return results
 
-    def _decode_level(
-        self, anchors: Tensor, logits: Tensor, deltas: Tensor, quality, image_size, oracle_gt=None
-    ):
+    def _decode_level(self, anchors: Tensor, logits: Tensor, deltas: Tensor, q, image_size):
         cls = logits.sigmoid()
-        q = quality.sigmoid() if quality is not None else None
-        if oracle_gt is not None:  # true localization quality instead of the predicted one
-            boxes = self.box2box_transform.apply_deltas(deltas, anchors)
-            q = logits.new_zeros((len(boxes), 1))
-            if len(oracle_gt):
-                q = pairwise_iou(Boxes(boxes), Boxes(oracle_gt)).max(dim=1).values[:, None]
-        gate, score = compute_scores(self.test_score_fn, cls, q, self.test_score_alpha)
+        gate, score = self.test_score_fn(cls, q)
         keep = gate > self.test_score_thresh
         cand_scores = score[keep]
         cand = keep.nonzero()  # (P, 2): prior, class

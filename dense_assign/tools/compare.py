@@ -44,8 +44,8 @@ from . import ToolError, add_overrides_arg, config_file_path, pipe_table, run_cl
 
 logger = logging.getLogger("dense_assign.tools.compare")
 
-#: The 320-640 px method configs of ``configs/Synthetic-Detection`` (one per method of DESIGN.md),
-#: the ``synthetic`` selection: short runs there do not converge on a CPU (README).
+#: The 320-640 px method configs of ``configs/Synthetic-Detection`` (one per method of README.md,
+#: "Methods"), the ``synthetic`` selection: short runs there do not converge on a CPU (README).
 DEFAULT_CONFIGS = (
     "Synthetic-Detection/fcos_R_18_FPN.py",
     "Synthetic-Detection/af_baseline_R_18_FPN.py",

@@ -12,10 +12,10 @@ panel with every positive on every level, then one panel per FPN level (P3 ... P
 and their positive priors share a colour; marker size and opacity show the soft weight where the
 method has one:
 
-* SAPD: ``AssignResult.pos_weights`` (soft point weight x soft level weight), ignored points
+* SAPD: ``AssignResult.loss_weights`` (soft point weight x soft level weight), ignored points
   (level weight 0) as grey crosses;
 * AutoAssign: every candidate (GT, point) pair, sized by its positive weight w+
-  (``pairwise["pos_weight"]``, relative to the GT's largest), and the learned center prior
+  (``pairwise["w_plus"]``, relative to the GT's largest), and the learned center prior
   G(mu, sigma) of the GT's class as a dashed 1-sigma ellipse on each level;
 * ATSS: the k candidates per level as hollow squares, the IoU threshold mean + std in the legend;
 * max-IoU (RetinaNet): positive anchor boxes outlined, ignored anchors as grey crosses.
@@ -106,15 +106,15 @@ class _Overlay:
         self.gt_notes: Dict[int, str] = {}
         self.candidates: Optional[torch.Tensor] = None  # ATSS (M, C) prior indices
         self.ellipses: List[tuple] = []  # AutoAssign (gt, level, cx, cy, rx, ry)
-        if res.pairwise is not None and "pos_weight" in res.pairwise:
+        if res.pairwise is not None and "w_plus" in res.pairwise:
             self.kind = "autoassign"
             pw = res.pairwise
             pts, gts = pw["point_idx"].cpu(), pw["gt_idx"].cpu()
-            weights = pw["pos_weight"].detach().float().cpu()
+            weights = pw["w_plus"].detach().float().cpu()
             self._ellipses(assigner)
-        elif res.pos_weights is not None:
+        elif res.loss_weights is not None:
             self.kind = "soft"
-            weights = res.pos_weights.detach().float().cpu()[pts]
+            weights = res.loss_weights.detach().float().cpu()[pts]
         self.weighted = self.kind != "hard"
         if len(gts):
             top = torch.zeros(len(self.gt_boxes)).scatter_reduce(0, gts, weights, reduce="amax")
@@ -138,7 +138,7 @@ class _Overlay:
 
     def _atss(self, assigner):
         from ..assigners import ATSSAssigner
-        from ..losses.targets import aligned_iou
+        from ..box_ops import pair_iou
 
         if not isinstance(assigner, ATSSAssigner) or len(self.gt_boxes) == 0:
             return
@@ -146,7 +146,7 @@ class _Overlay:
         gt = self.gt_boxes.to(priors.centers.device)
         cand = assigner.candidates(priors, gt)  # (M, C), the rule's own candidate step
         m, c = cand.shape
-        ious = aligned_iou(
+        ious = pair_iou(
             assigner.matching_boxes(priors)[cand.reshape(-1)],
             gt[:, None].expand(m, c, 4).reshape(-1, 4),
         ).view(m, c)

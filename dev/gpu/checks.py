@@ -65,7 +65,7 @@ def _load(path, amp: bool):
 
 
 def _batches(cfg, images, size, num_gt, seed):
-    from dense_assign.tools.benchmark import random_batch
+    from dense_assign.tools.bench.data import random_batch
 
     g = torch.Generator().manual_seed(seed)
     num_classes = int(cfg.model.num_classes)

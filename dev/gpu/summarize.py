@@ -96,7 +96,7 @@ def main(out):
                 )
         lines.append("")
 
-    from dense_assign.tools.benchmark import markdown
+    from dense_assign.tools.bench.report import markdown
 
     for name in ("benchmark_assign.json", "benchmark_models.json", "benchmark_models_fp32.json"):
         b = _load(out, name)

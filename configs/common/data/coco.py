@@ -1,7 +1,8 @@
 # COCO 2017 detection (detectron2 builtin names; images and annotations under
 # $DETECTRON2_DATASETS/coco). Single-scale 800 / 1333 training with flips, the recipe of the
-# official FCOS / ATSS / AutoAssign 1x numbers (REFERENCE.md 1.4); `coco_multiscale_train` below
-# is the 640-800 multi-scale recipe of the 2x and Pseudo-IoU R-101 models.
+# official FCOS / ATSS / AutoAssign 1x numbers (docs/methods.md, "Training recipes");
+# `coco_multiscale_train` below is the 640-800 multi-scale recipe of the 2x and Pseudo-IoU R-101
+# models.
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import (

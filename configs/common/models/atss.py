@@ -1,4 +1,4 @@
-# ATSS, official recipe = RetinaNet (#A=1) + ATSS (REFERENCE.md 2.1-2.4; ATSS paper Sec. 3-4):
+# ATSS, official recipe = RetinaNet (#A=1) + ATSS (docs/methods.md, "ATSS"; ATSS paper Sec. 3-4):
 # one square anchor of 8 * stride per location centred at (k + 0.5) * stride, deltas with weights
 # (10, 10, 5, 5), GIoU on decoded boxes weighted by the centerness target / its sum, x 2.0,
 # centerness on the box tower, GN head with Scale, all-reduced #pos normalizer; at test, threshold the

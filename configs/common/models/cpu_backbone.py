@@ -1,6 +1,6 @@
 # The CPU variant of the backbone for the synthetic configs: ResNet-18 FPN trained from scratch, so
-# with trainable BatchNorm (FrozenBN with random weights diverges, ENVIRONMENT.md), ImageNet pixel
-# std, and thinner FPN / head channels.
+# with trainable BatchNorm (FrozenBN with random weights diverges: docs/methods.md, "Environment"),
+# ImageNet pixel std, and thinner FPN / head channels.
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 

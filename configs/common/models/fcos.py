@@ -1,4 +1,4 @@
-# FCOS, official "imprv" recipe (REFERENCE.md 1.1; FCOS paper + arXiv 2006.09214):
+# FCOS, official "imprv" recipe (docs/methods.md, "FCOS"; FCOS paper + arXiv 2006.09214):
 # center sampling 1.5, GIoU weighted by the centerness target, centerness on the box tower,
 # GN head with per-level Scale, targets (l, t, r, b) / stride, loss normalized by the
 # all-reduced positive count, score sqrt(cls x ctr) after thresholding the raw class score at 0.05.

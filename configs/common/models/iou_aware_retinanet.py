@@ -4,7 +4,11 @@
 # weight 1, normalized like the other losses (Eq. 3-4). The gradient flows through the IoU target into
 # the box branch, as the official code (REFERENCE.md 6.2; the paper's dagger rows). Detection
 # confidence cls^a x IoU^(1-a), a = 0.5 (Eq. 7; official code), before the per-level top-k and the
-# 0.05 threshold, NMS 0.5.
+# 0.05 threshold, NMS 0.5. Alpha sweep: model.test_score_fn.alpha=0.4 (Tables 3-4).
+from detectron2.config import LazyCall as L
+
+from dense_assign.meta_arch.scoring import ClsPowQuality
+
 from .retinanet import model
 
 model.head.quality = "iou"
@@ -12,5 +16,4 @@ model.head.quality_tower = "box"
 model.loss.quality = "iou"
 model.loss.iou_target_grad = True
 model.loss.quality_weight = 1.0
-model.test_score_fn = "cls_pow_quality"
-model.test_score_alpha = 0.5
+model.test_score_fn = L(ClsPowQuality)(alpha=0.5)

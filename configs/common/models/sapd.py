@@ -21,10 +21,11 @@ model.prior_generator = L(point_prior_generator)(
 model.box2box_transform = L(Box2BoxTransformLinear)(normalize_by_size=True)
 model.head.num_anchors = 1
 model.head.conv_dims = [256, 256, 256, 256]  # 4 tower convs + the 3x3 output conv (Sec. 3.1)
-# GroupNorm in the towers. The paper names no normalization; REFERENCE.md 4.5 advises the 4-conv
-# tower + GN, and without it the towers die here: on the synthetic recipe the unnormalized head's
-# classification ReLUs were 0% active after the phase switch (every score 0.014, no detection;
-# projects/SAPD/README.md "Why GroupNorm"). model.head.norm="" gives RetinaNet's plain head.
+# GroupNorm in the towers. The paper names no normalization; FCOS's 4-conv GN tower is this
+# project's choice (docs/methods.md, "SAPD"), and without GN the towers die here: on the synthetic
+# recipe the unnormalized head's classification ReLUs were 0% active after the phase switch (every
+# score 0.014, no detection; projects/SAPD/README.md "Why GroupNorm"). model.head.norm="" gives
+# RetinaNet's plain head.
 model.head.norm = "GN"
 model.head.use_scale = False  # no learnable Scale: targets are already divided by z * stride
 model.head.quality = "none"  # no quality branch (Sec. 3.1, Fig. 2)

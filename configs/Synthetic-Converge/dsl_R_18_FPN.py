@@ -1,0 +1,7 @@
+# Dynamic soft labels (RTMDet) (configs/common/models/dsl.py) on the converging CPU benchmark.
+#   python train_net.py --config-file configs/Synthetic-Converge/dsl_R_18_FPN.py
+from ..common.converge_recipe import dataloader, lr_multiplier, optimizer, train, use_small_model
+from ..common.models.dsl import model
+
+use_small_model(model)
+train.output_dir = "./output/converge/dsl_R_18_FPN"
