@@ -23,6 +23,9 @@ class BuildPyWithConfigs(build_py):
     dense_assign.model_zoo.get_config looks there first. Editable installs read configs/ itself."""
 
     def run(self):
+        # start from an empty build/lib/dense_assign: a module or config removed or moved in the
+        # source tree must not stay in the wheel from an earlier build
+        shutil.rmtree(os.path.join(self.build_lib, "dense_assign"), ignore_errors=True)
         super().run()
         target = os.path.join(self.build_lib, "dense_assign", "model_zoo_configs")
         shutil.copytree(
