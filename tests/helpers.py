@@ -91,6 +91,17 @@ def random_batch(num_images=2, image_size=(128, 160), num_boxes=4, num_classes=3
     return batch
 
 
+def random_instances(n, size, seed, min_wh=2.0, max_wh=120.0, num_classes=3):
+    """``n`` random GT boxes (sides ``min_wh``..``max_wh``, clipped to the image) and classes in an
+    image of ``size`` (H, W), from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w - 10.0, h - 10.0])
+    wh = min_wh + torch.rand(n, 2, generator=g) * (max_wh - min_wh)
+    boxes = torch.cat([xy, (xy + wh).minimum(torch.tensor([w - 1.0, h - 1.0]))], dim=1)
+    return make_instances(boxes, torch.randint(0, num_classes, (n,), generator=g), size)
+
+
 def make_priors(image_size=(32, 32), strides=(8, 16), offset=0.5, scale=1.0, anchor_generator=None):
     """Priors of a point model (or of ``anchor_generator``) for an image of ``image_size``."""
     from dense_assign.meta_arch import OneStageDetector, point_prior_generator

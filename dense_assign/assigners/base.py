@@ -102,26 +102,23 @@ class BaseAssigner(nn.Module):
         image_size: Optional[Tuple[int, int]] = None,
     ) -> AssignResult:
         if len(gt_instances) == 0 or len(priors) == 0:
-            result = self.empty_result(priors)
-            result.num_gt = len(gt_instances)
-            result.stats["num_gt"] = float(len(gt_instances))
-            result.stats["gt_without_pos"] = float(len(gt_instances))
-            return result
+            return self.empty_result(priors, num_gt=len(gt_instances))
         return self.assign(priors, gt_instances, predictions=predictions, image_size=image_size)
 
     def assign(self, priors, gt_instances, predictions=None, image_size=None) -> AssignResult:
         raise NotImplementedError
 
-    def empty_result(self, priors: Priors) -> AssignResult:
-        """Every prior is background (an image without GT boxes)."""
+    def empty_result(self, priors: Priors, num_gt: int = 0) -> AssignResult:
+        """Every prior is background: an image without GT boxes, or ``num_gt`` GTs and no priors
+        (then each GT is without a positive)."""
         num = len(priors)
         device = priors.boxes.device
         return AssignResult(
             labels=torch.full((num,), self.num_classes, dtype=torch.long, device=device),
             matched_idxs=torch.full((num,), -1, dtype=torch.long, device=device),
             matched_gt_boxes=priors.boxes.new_zeros((num, 4)),
-            num_gt=0,
-            stats={"num_gt": 0.0, "num_pos": 0.0, "gt_without_pos": 0.0},
+            num_gt=num_gt,
+            stats={"num_gt": float(num_gt), "num_pos": 0.0, "gt_without_pos": float(num_gt)},
         )
 
     def result_from_matches(

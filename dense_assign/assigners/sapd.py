@@ -492,10 +492,7 @@ class SAPDAssigner(BaseAssigner):
         phase = self.phase()
         put_scalar("sapd/phase", float(phase))
         if len(gt_instances) == 0 or len(priors) == 0:
-            result = self.empty_result(priors)
-            result.num_gt = len(gt_instances)
-            result.stats["num_gt"] = float(len(gt_instances))
-            result.stats["gt_without_pos"] = float(len(gt_instances))
+            result = self.empty_result(priors, num_gt=len(gt_instances))
             result.loss_weights = priors.boxes.new_ones(len(priors))
             if self._fsn_for(predictions.features) is not None:
                 result.losses = {"loss_fsn": self._zero_fsn_loss(priors.boxes.device)}

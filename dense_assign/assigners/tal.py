@@ -121,9 +121,9 @@ class TaskAlignedAssigner(BaseAssigner):
             )
         return super().forward(priors, gt_instances, predictions=predictions, image_size=image_size)
 
-    def empty_result(self, priors: Priors) -> AssignResult:
+    def empty_result(self, priors: Priors, num_gt: int = 0) -> AssignResult:
         """All background, with soft targets (0), so a loss that weights by them finds them."""
-        result = super().empty_result(priors)
+        result = super().empty_result(priors, num_gt)
         result.cls_targets = priors.boxes.new_zeros(len(priors))
         return result
 

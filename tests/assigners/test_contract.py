@@ -7,7 +7,7 @@ import dense_assign.modeling  # noqa: F401  (registers every assigner)
 from dense_assign.registry import ASSIGNER_REGISTRY
 from dense_assign.structures import DensePredictions
 
-from ..helpers import make_instances, make_priors
+from ..helpers import make_instances, make_priors, random_instances
 
 K = 3
 NAMES = sorted(name for name, _ in ASSIGNER_REGISTRY)
@@ -32,12 +32,7 @@ def _run(name, priors, gt, **kwargs):
 
 
 def _random_gt(n, size=(256, 320), seed=0, min_wh=2.0, max_wh=120.0):
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-    xy = torch.rand(n, 2, generator=g) * torch.tensor([w - 10.0, h - 10.0])
-    wh = min_wh + torch.rand(n, 2, generator=g) * (max_wh - min_wh)
-    boxes = torch.cat([xy, (xy + wh).minimum(torch.tensor([w - 1.0, h - 1.0]))], dim=1)
-    return make_instances(boxes, torch.randint(0, K, (n,), generator=g), size)
+    return random_instances(n, size, seed, min_wh, max_wh, num_classes=K)
 
 
 def _check_result(r, priors, gt):

@@ -19,7 +19,15 @@ from dense_assign.assigners.dynamic_k import dynamic_ks, lowest_cost_k, match_dy
 from dense_assign.box_ops import box_centers, ltrb, pair_iou
 from dense_assign.structures import DensePredictions, Priors
 
-from ..helpers import REPO, load_model_cfg, make_instances, make_priors, random_batch, shrink_model
+from ..helpers import (
+    REPO,
+    load_model_cfg,
+    make_instances,
+    make_priors,
+    random_batch,
+    random_instances,
+    shrink_model,
+)
 
 K = 2
 ASSIGNERS = {"simota": SimOTAAssigner, "dsl": DynamicSoftLabelAssigner}
@@ -285,12 +293,7 @@ def _config_priors(name, image_size):
 
 
 def _random_gt(n, size, seed, min_wh=2.0, max_wh=120.0, num_classes=K):
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-    xy = torch.rand(n, 2, generator=g) * torch.tensor([w - 10.0, h - 10.0])
-    wh = min_wh + torch.rand(n, 2, generator=g) * (max_wh - min_wh)
-    boxes = torch.cat([xy, (xy + wh).minimum(torch.tensor([w - 1.0, h - 1.0]))], dim=1)
-    return make_instances(boxes, torch.randint(0, num_classes, (n,), generator=g), size)
+    return random_instances(n, size, seed, min_wh, max_wh, num_classes)
 
 
 def _random_predictions(priors, seed, anchors=False, num_classes=K):

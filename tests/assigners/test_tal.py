@@ -19,7 +19,14 @@ from dense_assign.box_ops import ltrb, pair_iou
 from dense_assign.registry import ASSIGNER_REGISTRY
 from dense_assign.structures import DensePredictions
 
-from ..helpers import REPO, make_instances, make_priors, random_batch, shrink_model
+from ..helpers import (
+    REPO,
+    make_instances,
+    make_priors,
+    random_batch,
+    random_instances,
+    shrink_model,
+)
 
 K = 3
 
@@ -291,12 +298,7 @@ def _random_predictions(priors, transform, seed, ties=False):
 
 
 def _random_gt(n, size, seed, min_wh=2.0, max_wh=120.0):
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-    xy = torch.rand(n, 2, generator=g) * torch.tensor([w - 10.0, h - 10.0])
-    wh = min_wh + torch.rand(n, 2, generator=g) * (max_wh - min_wh)
-    boxes = torch.cat([xy, (xy + wh).minimum(torch.tensor([w - 1.0, h - 1.0]))], dim=1)
-    return make_instances(boxes, torch.randint(0, K, (n,), generator=g), size)
+    return random_instances(n, size, seed, min_wh, max_wh, num_classes=K)
 
 
 def _edge_gt(size):
