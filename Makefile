@@ -6,6 +6,10 @@ STAMP := $(VENV)/.dense_assign-installed
 DEMO_CONFIG ?= configs/Synthetic-Converge/fcos_R_18_FPN.py
 DEMO_OUTPUT ?= output/demo
 PYTEST_ARGS ?=
+# make test runs the tests in TEST_WORKERS pytest-xdist processes of one torch thread each, whole
+# test files to a process (module fixtures, such as the one training run the train_net.py tests
+# share, are built once); TEST_WORKERS=0 runs them in this process, as plain pytest does.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-long lint compare compare-ablations benchmark visualize clean-output \
 	gpu-kit gpu-rehearsal-env gpu-rehearsal
@@ -22,7 +26,8 @@ demo: $(STAMP)
 	@echo "demo: metrics, checkpoints and prediction images are in $(DEMO_OUTPUT)/"
 
 test: $(STAMP)
-	$(PY) -m pytest tests -m "not long" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests -m "not long" \
+		-n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # black and isort (settings in pyproject.toml) in a venv of their own: detectron2 v0.6 pins an old
 # black that does not run with today's click.

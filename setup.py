@@ -63,5 +63,5 @@ setup(
         "omegaconf>=2.1,<2.4",
         "hydra-core>=1.1",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "pytest-xdist"]},
 )

@@ -150,3 +150,50 @@ class LogRecords(logging.Handler):
 
     def text(self):
         return "\n".join(self.messages)
+
+
+def markdown_rows(text: str):
+    """The stripped cells of every row of the markdown tables in ``text`` (header rows included,
+    rules left out): the tools pad their columns (``tabulate``)."""
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("|") and line.endswith("|") and set(line) - set("|-: "):
+            rows.append([cell.strip() for cell in line[1:-1].split("|")])
+    return rows
+
+
+class BoxesAsDeltas:
+    """A box transform whose 'deltas' are the predicted boxes themselves (the assigners' hand
+    cases give predicted boxes directly)."""
+
+    def apply_deltas(self, deltas, boxes):
+        return deltas.clone()
+
+
+def train_steps(model, batch, steps: int = 2, lr: float = 0.01):
+    """``steps`` SGD steps of ``model`` on ``batch``, step i in an ``EventStorage(i)``; each step
+    has finite losses (at least ``loss_cls`` and ``loss_box_reg``) and a gradient on every
+    trainable parameter, the box output's included, and the class output's weights move.
+    Returns per step (its losses, its latest logged scalars)."""
+    import torch
+    from detectron2.utils.events import EventStorage
+
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    before = model.head.cls_score.weight.detach().clone()
+    out = []
+    for it in range(steps):
+        with EventStorage(it) as storage:
+            losses = model(batch)
+            assert set(losses) >= {"loss_cls", "loss_box_reg"}, sorted(losses)
+            assert all(torch.isfinite(v) for v in losses.values()), losses
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+            assert not unused, unused[:5]
+            assert model.head.bbox_pred.weight.grad.abs().sum() > 0
+            optimizer.step()
+            out.append((losses, {k: v[0] for k, v in storage.latest().items()}))
+    assert not torch.equal(before, model.head.cls_score.weight)
+    return out

@@ -29,6 +29,8 @@ METHOD_CONFIGS = (
     "configs/Synthetic-Detection/tood_R_18_FPN.py",
     "configs/Synthetic-Detection/simota_R_18_FPN.py",
     "configs/Synthetic-Detection/dsl_R_18_FPN.py",
+    "configs/Synthetic-Detection/ota_R_18_FPN.py",
+    "configs/Synthetic-Detection/paa_R_18_FPN.py",
 )
 CROWDED_IMAGE = (800, 1333)
 CROWDED_BOXES = 1000

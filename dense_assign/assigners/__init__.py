@@ -7,6 +7,8 @@ from .dsl import DynamicSoftLabelAssigner
 from .fcos import FCOS_SCALE_RANGES, FCOSAssigner
 from .inside_box import InsideBoxAssigner
 from .max_iou import MaxIoUAssigner
+from .ota import OTAAssigner
+from .paa import PAAAssigner
 from .phased import PhasedAssigner
 from .pseudo_iou import PseudoIoUAssigner, pseudo_iou
 from .sapd import FeatureSelectionNet, SAPDAssigner

@@ -210,7 +210,7 @@ class AutoAssign(BaseAssigner):
             pts.append(top.reshape(-1))
         g, p = torch.cat(gts), torch.cat(pts)
         order = torch.argsort(g * num_points + p)
-        return g[order], p[order], len(empty)
+        return g.index_select(0, order), p.index_select(0, order), len(empty)
 
     def _fallback(self, priors: Priors, boxes: Tensor) -> Tensor:
         """(f, k) the ``fallback_topk`` points nearest each box centre over all levels, ascending:
@@ -246,21 +246,27 @@ class AutoAssign(BaseAssigner):
         if self.center_prior_mode == "none":
             return priors.centers.new_ones(len(gt_idx))
         centers = box_centers(gt_boxes)
-        d = (priors.centers[pt_idx] - centers[gt_idx]) / priors.strides[pt_idx, None]
-        rows = gt_classes[gt_idx] if self.center_prior_mode == "per_category" else gt_idx * 0
-        mu, sigma = self.mu[rows], self.sigma[rows]
+        d = priors.centers.index_select(0, pt_idx) - centers.index_select(0, gt_idx)
+        d = d / priors.strides.index_select(0, pt_idx)[:, None]
+        if self.center_prior_mode == "per_category":
+            rows = gt_classes.index_select(0, gt_idx)
+        else:
+            rows = torch.zeros_like(gt_idx)
+        mu, sigma = self.mu.index_select(0, rows), self.sigma.index_select(0, rows)
         return torch.exp(-((d - mu) ** 2) / (2 * sigma**2)).prod(dim=1)
 
     def class_confidence(self, predictions, gt_classes: Tensor, gt_idx: Tensor, pt_idx: Tensor):
         """P(cls) = P(cls|obj) P(obj) of each pair at its GT's class (Eq. 3)."""
-        prob = predictions.logits[pt_idx, gt_classes[gt_idx]].sigmoid()
+        logits = predictions.logits
+        flat = pt_idx * logits.shape[1] + gt_classes.index_select(0, gt_idx)
+        prob = logits.reshape(-1).index_select(0, flat).sigmoid()
         if self.objectness == "implicit":
             if predictions.quality is None:
                 raise ValueError(
                     "model.assigner.objectness='implicit' needs the head's objectness branch "
                     "(model.head.quality='objectness')"
                 )
-            prob = prob * predictions.quality[pt_idx, 0].sigmoid()
+            prob = prob * predictions.quality[:, 0].index_select(0, pt_idx).sigmoid()
         return prob
 
     # ------------------------------------------------------------------------- assignment
@@ -274,7 +280,9 @@ class AutoAssign(BaseAssigner):
         center = self.center_prior(priors, gt_boxes, gt_classes, gt_idx, pt_idx)
         pred_boxes = self.decode_boxes(predictions.deltas, priors.boxes)  # (R, 4)
         p_cls = self.class_confidence(predictions, gt_classes, gt_idx, pt_idx)
-        loc_loss = giou_loss(pred_boxes[pt_idx], gt_boxes[gt_idx], reduction="none")
+        loc_loss = giou_loss(
+            pred_boxes.index_select(0, pt_idx), gt_boxes.index_select(0, gt_idx), reduction="none"
+        )
         p_loc = torch.exp(-self.loc_weight * loc_loss)  # Eq. 6-7
         pos_conf = p_cls * p_loc  # P+ (Eq. 8)
         if self.confidence == "none":
@@ -284,7 +292,8 @@ class AutoAssign(BaseAssigner):
             conf_weight = torch.exp(conf / self.temperature)  # C (Eq. 9)
         weighted = conf_weight * center
         denom = weighted.new_zeros(num_gt).index_add(0, gt_idx, weighted)
-        w_plus = weighted / denom.clamp(min=EPS)[gt_idx]  # w+ (Eq. 10), not detached
+        # w+ (Eq. 10), not detached
+        w_plus = weighted / denom.clamp(min=EPS).index_select(0, gt_idx)
 
         # --- negative side (no gradient): f(1 / (1 - max IoU)) per GT (Eq. 11)
         neg_point, neg_class, neg_fg = self.foreground_probability(
@@ -297,7 +306,7 @@ class AutoAssign(BaseAssigner):
             best = w.new_full((num_points,), -float("inf")).scatter_reduce(
                 0, pt_idx, w, reduce="amax"
             )
-            is_best = w == best[pt_idx]
+            is_best = w == best.index_select(0, pt_idx)
             matched = torch.full((num_points,), num_gt, dtype=torch.long, device=w.device)
             matched = matched.scatter_reduce(0, pt_idx[is_best], gt_idx[is_best], reduce="amin")
             matched[matched == num_gt] = -1
@@ -333,16 +342,16 @@ class AutoAssign(BaseAssigner):
         extents of a GT can overlap it); every pair without a grid, with non-finite boxes, or
         when the windows would hold more pairs than that (or the GT x point count is small)."""
         num_gt, num_u = len(gt_boxes), len(points)
-        boxes = pred_boxes[points]
+        boxes = pred_boxes.index_select(0, points)
         max_iou = boxes.new_zeros(num_u)
         grid = None
         if num_gt * num_u > SMALL_IOU_MATRIX and bool(torch.isfinite(boxes).all()):
             grid = self.prior_grid(priors)
         windows = None
         if grid is not None:
-            centers = priors.centers[points]
+            centers = priors.centers.index_select(0, points)
             ext = torch.cat([centers - boxes[:, :2], boxes[:, 2:] - centers], dim=1).double()
-            level = priors.levels[points]
+            level = priors.levels.index_select(0, points)
             per_level = ext.new_full((grid.num_levels, 4), -math.inf)
             per_level.scatter_reduce_(0, level[:, None].expand(-1, 4), ext, reduce="amax")
             gt = gt_boxes.double()
@@ -402,8 +411,9 @@ class AutoAssign(BaseAssigner):
         num_gt = len(gt_boxes)
         vmin = v.new_full((num_gt,), float("inf")).scatter_reduce(0, gt_idx, v, reduce="amin")
         vmax = v.new_full((num_gt,), -float("inf")).scatter_reduce(0, gt_idx, v, reduce="amax")
-        fg = (v - vmin[gt_idx] + EPS) / (vmax[gt_idx] - vmin[gt_idx] + EPS)
-        cls = gt_classes[gt_idx]
+        vmin, vmax = vmin.index_select(0, gt_idx), vmax.index_select(0, gt_idx)
+        fg = (v - vmin + EPS) / (vmax - vmin + EPS)
+        cls = gt_classes.index_select(0, gt_idx)
         key = pt_idx * self.num_classes + cls
         table = len(pred_boxes) * self.num_classes
         if table <= min(DENSE_KEY_TABLE, 16 * len(key)):

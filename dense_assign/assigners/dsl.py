@@ -35,7 +35,7 @@ from ..losses.functional import quality_focal_loss
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import DensePredictions, Priors
 from .candidates import PriorGrid, Windows
-from .dynamic_k import DynamicKAssigner, class_sums
+from .dynamic_k import DynamicKAssigner, PriorClassSums, pair_logits
 
 #: The centre prior is 10^(d / stride - soft_center_radius) (mmdetection ``soft_center_radius=3.0``).
 SOFT_CENTER_RADIUS = 3.0
@@ -110,7 +110,7 @@ class DynamicSoftLabelAssigner(DynamicKAssigner):
         return {
             "logits": logits,
             # every class's cost against a soft label of 0
-            "neg_sum": class_sums(logits, lambda x: _soft_cls(x, 0.0)),
+            "neg_sum": PriorClassSums(logits, lambda x: _soft_cls(x, 0.0)),
         }
 
     def center_prior(self, priors: Priors, gt_boxes: Tensor, gt_idx: Tensor, prior_idx: Tensor):
@@ -124,9 +124,9 @@ class DynamicSoftLabelAssigner(DynamicKAssigner):
     def pair_cost(self, priors, terms, gt_boxes, gt_classes, gt_idx, prior_idx, iou, extra):
         """Soft classification cost (every class against 0, the GT class's term swapped for the
         one against the IoU) + iou_weight x -log(IoU + eps) + the centre prior."""
-        x = terms["logits"][prior_idx, gt_classes.index_select(0, gt_idx)].float()
+        x = pair_logits(terms["logits"], prior_idx, gt_classes.index_select(0, gt_idx)).float()
         cls_cost = (
-            terms["neg_sum"].index_select(0, prior_idx)
+            terms["neg_sum"].take(prior_idx)
             - _soft_cls(x, 0.0).double()
             + _soft_cls(x, iou.float()).double()
         )

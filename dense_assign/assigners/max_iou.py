@@ -12,6 +12,12 @@ a matched index or a low-quality match. An anchor matched as low-quality below b
 best GT over all GTs again (few anchors). The tests compare the result with detectron2's ``Matcher``
 on the dense IoU matrix.
 
+Which GT a low-quality match trains for: ``low_quality_gt="best"`` (default) keeps the anchor's
+own best GT, as detectron2's and maskrcnn-benchmark's ``Matcher`` (so a small GT whose best anchor
+has a higher IoU with a larger neighbour gets no anchor); ``"claimant"`` gives the anchor to the GT
+it is a highest-IoU anchor of (the highest such GT index), as mmdetection's ``MaxIoUAssigner``,
+whose loop over the GTs lets each overwrite the anchor, fixed foregrounds of other GTs included.
+
 Differences from detectron2's Matcher, both for crowded or degenerate input only:
 - the (M, R) IoU matrix is never materialized whole;
 - a GT that overlaps no anchor at all (max IoU 0, e.g. a zero-area box) gets no low-quality match;
@@ -30,6 +36,9 @@ from ..structures import Priors
 from .base import BaseAssigner
 from .candidates import BestPerPrior, PriorGrid, Windows
 
+#: Values of ``low_quality_gt`` (module doc).
+LOW_QUALITY_GT = ("best", "claimant")
+
 
 @ASSIGNER_REGISTRY.register()
 class MaxIoUAssigner(BaseAssigner):
@@ -39,12 +48,16 @@ class MaxIoUAssigner(BaseAssigner):
         num_classes: int,
         thresholds: Sequence[float] = (0.4, 0.5),
         allow_low_quality_matches: bool = True,
+        low_quality_gt: str = "best",
         **kwargs,
     ):
         """
         Args:
             thresholds: (bg_below, fg_from): IoU < bg_below is background, IoU >= fg_from is
                 foreground, in between is ignored (RetinaNet: 0.4, 0.5).
+            low_quality_gt: the GT of a low-quality match: "best" (the anchor's best GT,
+                detectron2) or "claimant" (the GT it is a highest-IoU anchor of, mmdetection);
+                see the module doc.
         """
         super().__init__(num_classes=num_classes, **kwargs)
         thresholds = [float(t) for t in thresholds]
@@ -55,6 +68,12 @@ class MaxIoUAssigner(BaseAssigner):
             )
         self.thresholds = thresholds
         self.allow_low_quality_matches = bool(allow_low_quality_matches)
+        if low_quality_gt not in LOW_QUALITY_GT:
+            raise ValueError(
+                f"model.assigner.low_quality_gt={low_quality_gt!r}; allowed: "
+                f"{', '.join(LOW_QUALITY_GT)}"
+            )
+        self.low_quality_gt = low_quality_gt
 
     @torch.no_grad()
     def assign(self, priors: Priors, gt_instances, predictions=None, image_size=None):
@@ -73,6 +92,7 @@ class MaxIoUAssigner(BaseAssigner):
 
         best = BestPerPrior(R, gt_boxes.device, gt_boxes.dtype)
         low_quality = torch.zeros(R, dtype=torch.bool, device=gt_boxes.device)
+        claimant = torch.full((R,), -1, dtype=torch.long, device=gt_boxes.device)
         for gt_idx, prior_idx in self.window_pairs(priors, num_gt, windows):
             ious = pair_iou(
                 gt_boxes.index_select(0, gt_idx), priors.boxes.index_select(0, prior_idx)
@@ -85,6 +105,9 @@ class MaxIoUAssigner(BaseAssigner):
                 gt_max = ious.new_zeros(num_gt).scatter_reduce_(0, gt_idx, ious, reduce="amax")
                 hit = (ious == gt_max.index_select(0, gt_idx)).nonzero().squeeze(1)
                 low_quality[prior_idx.index_select(0, hit)] = True
+                claimant.scatter_reduce_(
+                    0, prior_idx.index_select(0, hit), gt_idx.index_select(0, hit), reduce="amax"
+                )
         best_iou, best_gt = best.result()
         # an anchor without pairs: IoU 0 with every GT, of which a dense max picks the first
         best_iou = torch.where(best_gt >= 0, best_iou, torch.zeros_like(best_iou))
@@ -98,6 +121,8 @@ class MaxIoUAssigner(BaseAssigner):
                 idx = redo[s : s + step]
                 value, arg = pairwise_iou(Boxes(gt_boxes), Boxes(priors.boxes[idx])).max(dim=0)
                 best_iou[idx], best_gt[idx] = value, arg
+        if self.low_quality_gt == "claimant":
+            best_gt = torch.where(claimant >= 0, claimant, best_gt)
         return self._result(gt_instances, best_iou, best_gt, low_quality)
 
     def overlap_windows(self, grid: PriorGrid, gt_boxes, tau=None) -> Windows:

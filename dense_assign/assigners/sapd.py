@@ -175,15 +175,15 @@ class FeatureSelectionNet(nn.Module):
             f"pooler_resolution={self.pooler_resolution}, sampling_ratio={self.sampling_ratio}"
         )
 
-    def pool(self, features: Sequence[Tensor], boxes: Tensor, strides: Sequence[int]) -> Tensor:
-        """(M, L x C, S, S) RoIAlign features of the (M, 4) boxes on one image's levels."""
+    def _pooled_levels(self, features: Sequence[Tensor], boxes: Tensor, strides: Sequence[int]):
+        """The (M, C, S, S) RoIAlign features of the (M, 4) boxes, one level at a time."""
         if len(features) != self.num_levels:
             raise ValueError(
                 f"FeatureSelectionNet built for {self.num_levels} levels got {len(features)}"
             )
         rois = torch.cat([boxes.new_zeros((len(boxes), 1)), boxes], dim=1)
-        pooled = [
-            roi_align(
+        for f, s in zip(features, strides):
+            yield roi_align(
                 f,
                 rois.to(f.dtype),
                 output_size=self.pooler_resolution,
@@ -191,13 +191,26 @@ class FeatureSelectionNet(nn.Module):
                 sampling_ratio=self.sampling_ratio,
                 aligned=True,
             )
-            for f, s in zip(features, strides)
-        ]
-        return torch.cat(pooled, dim=1)
+
+    def pool(self, features: Sequence[Tensor], boxes: Tensor, strides: Sequence[int]) -> Tensor:
+        """(M, L x C, S, S) RoIAlign features of the (M, 4) boxes on one image's levels: the
+        input of Table 1 (:meth:`forward` never builds it, see there)."""
+        return torch.cat(list(self._pooled_levels(features, boxes, strides)), dim=1)
 
     def forward(self, features: Sequence[Tensor], boxes: Tensor, strides: Sequence[int]) -> Tensor:
-        """Level logits (M, L) for the GT boxes of one image (features (1, C, H, W) per level)."""
-        x = self.convs(self.pool(features, boxes, strides))
+        """Level logits (M, L) for the GT boxes of one image (features (1, C, H, W) per level).
+
+        The first conv of the (M, L x C, S, S) concatenation equals the sum over levels of the
+        conv of each level's features with that level's C input channels of the kernel; it is
+        computed so, level by level, and the concatenation (250 MB at M = 1000) is never held
+        beside its parts."""
+        first = self.convs[0]
+        c = self.in_channels
+        out = None
+        for i, pooled in enumerate(self._pooled_levels(features, boxes, strides)):
+            part = F.conv2d(pooled, first.weight[:, i * c : (i + 1) * c])
+            out = part if out is None else out + part
+        x = self.convs[1:](out + first.bias[None, :, None, None])
         return self.fc(x.flatten(1))
 
 
@@ -424,16 +437,20 @@ class SAPDAssigner(BaseAssigner):
         level of focal loss (summed over classes) + IoU loss, from detached predictions; +inf on a
         level without points."""
         num_gt, num_levels = len(gt_instances), priors.num_levels
-        logits = predictions.logits[points].detach().float()
+        logits = predictions.logits.detach().index_select(0, points).float()
         target = torch.zeros_like(logits)
-        target[torch.arange(len(points), device=logits.device), gt_instances.gt_classes[gt_idx]] = 1
+        classes = gt_instances.gt_classes.index_select(0, gt_idx)
+        target[torch.arange(len(points), device=logits.device), classes] = 1
         focal = sigmoid_focal_loss(
             logits, target, alpha=self.focal_alpha, gamma=self.focal_gamma, reduction="none"
         ).sum(dim=1)
-        pred = self.decode_boxes(predictions.deltas[points].detach().float(), priors.boxes[points])
-        gt_boxes = gt_instances.gt_boxes.tensor[gt_idx]
+        pred = self.decode_boxes(
+            predictions.deltas.detach().index_select(0, points).float(),
+            priors.boxes.index_select(0, points),
+        )
+        gt_boxes = gt_instances.gt_boxes.tensor.index_select(0, gt_idx)
         box_loss = iou_loss(pred, gt_boxes)
-        key = gt_idx * num_levels + priors.levels[points]
+        key = gt_idx * num_levels + priors.levels.index_select(0, points)
         sums = logits.new_zeros(num_gt * num_levels).index_add_(0, key, focal + box_loss)
         counts = logits.new_zeros(num_gt * num_levels).index_add_(0, key, torch.ones_like(focal))
         mean = sums / counts.clamp(min=1)
@@ -512,8 +529,10 @@ class SAPDAssigner(BaseAssigner):
         with torch.no_grad():
             matched = self.match(priors, gt_boxes)  # (R,)
             points = (matched >= 0).nonzero(as_tuple=True)[0]  # region points (P,)
-            gt_idx = matched[points]
-            f = self.point_weights(priors.centers[points], gt_boxes[gt_idx])
+            gt_idx = matched.index_select(0, points)
+            f = self.point_weights(
+                priors.centers.index_select(0, points), gt_boxes.index_select(0, gt_idx)
+            )
             losses = self.instance_losses(priors, gt_instances, points, gt_idx, predictions)
             best = losses.min(dim=1)
             has_points = torch.isfinite(best.values)  # GTs with a point on some level

@@ -34,7 +34,7 @@ from ..box_ops import box_centers, ltrb
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import DensePredictions, Priors
 from .candidates import PriorGrid, Windows
-from .dynamic_k import DynamicKAssigner, class_sums
+from .dynamic_k import DynamicKAssigner, PriorClassSums, pair_logits
 
 #: Half-side of the centre square in strides (YOLOX ``center_radius = 2.5``; mmdetection's default).
 CENTER_RADIUS = 2.5
@@ -147,7 +147,7 @@ class SimOTAAssigner(DynamicKAssigner):
         terms = {"logits": logits, "quality": quality}
         # every class's BCE against 0; the objectness of a row goes with its logits
         rows = logits if quality is None else torch.cat([logits, quality], dim=1)
-        terms["neg_sum"] = class_sums(rows, lambda x: _bce(self._row_probabilities(x), 0.0))
+        terms["neg_sum"] = PriorClassSums(rows, lambda x: _bce(self._row_probabilities(x), 0.0))
         return terms
 
     def _row_probabilities(self, rows: Tensor) -> Tensor:
@@ -160,13 +160,11 @@ class SimOTAAssigner(DynamicKAssigner):
         swapped for its term against 1; + iou_weight x -log(IoU + eps); + the penalty outside the
         box or the centre square."""
         cls = gt_classes.index_select(0, gt_idx)
-        x = terms["logits"][prior_idx, cls]
-        q = None if terms["quality"] is None else terms["quality"][prior_idx, 0]
+        x = pair_logits(terms["logits"], prior_idx, cls)
+        q = None if terms["quality"] is None else terms["quality"][:, 0].index_select(0, prior_idx)
         prob = self.probabilities(x, q)
         cls_cost = (
-            terms["neg_sum"].index_select(0, prior_idx)
-            - _bce(prob, 0.0).double()
-            + _bce(prob, 1.0).double()
+            terms["neg_sum"].take(prior_idx) - _bce(prob, 0.0).double() + _bce(prob, 1.0).double()
         )
         iou_cost = -torch.log(iou.double() + IOU_EPS)
         outside = (~extra["in_both"]).double() * OUTSIDE_COST

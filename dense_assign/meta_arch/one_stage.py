@@ -6,7 +6,8 @@ function, per-level top-k, box decoding, batched NMS. Everything method-specific
 """
 
 import logging
-from typing import List, Optional, Union
+from collections import OrderedDict
+from typing import Callable, List, Optional, Union
 
 import torch
 from detectron2.layers import batched_nms, cat
@@ -26,6 +27,9 @@ from ..structures import AssignResult, DensePredictions, Priors
 from .scoring import ScoreFn, build_score_fn, describe_score_fn, needs_quality
 
 logger = logging.getLogger(__name__)
+
+#: Feature-map layouts whose priors a detector keeps between training steps (:meth:`priors_for`).
+PRIOR_CACHE_SIZE = 8
 
 
 class NonFinitePredictionError(FloatingPointError):
@@ -64,6 +68,7 @@ class OneStageDetector(DenseDetector):
         test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.5,
         max_detections_per_image: int = 100,
+        test_box_voting: Optional[Callable[[Instances, Instances], Instances]] = None,
         pixel_mean,
         pixel_std,
         input_format: str = "BGR",
@@ -78,6 +83,8 @@ class OneStageDetector(DenseDetector):
             loss: the loss module (:class:`dense_assign.losses.DenseLoss` or a method's own).
             test_score_fn: a callable ``(cls, quality) -> (gate, score)`` or the name of one;
                 see :mod:`dense_assign.meta_arch.scoring`.
+            test_box_voting: None, or a callable ``(kept, candidates) -> Instances`` applied to
+                each image's detections after NMS (:mod:`dense_assign.meta_arch.box_voting`).
         """
         if isinstance(head, str):  # a registered head by name, built for this backbone
             shapes = backbone.output_shape()
@@ -115,6 +122,11 @@ class OneStageDetector(DenseDetector):
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
         self.max_detections_per_image = max_detections_per_image
+        if test_box_voting is not None and not callable(test_box_voting):
+            raise ValueError(
+                f"model.test_box_voting={test_box_voting!r} is neither None nor a callable"
+            )
+        self.test_box_voting = test_box_voting
         self.input_format = input_format
         self.vis_period = vis_period
         self._validate()
@@ -158,6 +170,21 @@ class OneStageDetector(DenseDetector):
             raise ValueError(f"model.num_classes={self.num_classes} must be >= 1")
 
     # ------------------------------------------------------------------ priors
+    def priors_for(self, features: List[Tensor]) -> Priors:
+        """The priors of feature maps of these sizes on this device, kept between calls: a step
+        whose padded batch has a size seen before reuses them, and with them the grid the
+        assigners measured on them (``PriorGrid``), which depends only on the sizes. Multi-scale
+        training has a few sizes; the ``PRIOR_CACHE_SIZE`` most recently used are kept."""
+        key = (tuple(tuple(f.shape[-2:]) for f in features), str(features[0].device))
+        cache = self.__dict__.setdefault("_prior_cache", OrderedDict())
+        priors = cache.get(key)
+        if priors is None:
+            priors = cache[key] = self.build_priors(features)
+            while len(cache) > PRIOR_CACHE_SIZE:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return priors
+
     def build_priors(self, features: List[Tensor]) -> Priors:
         anchors: List[Boxes] = self.prior_generator(features)
         boxes = Boxes.cat(anchors).tensor
@@ -218,7 +245,7 @@ class OneStageDetector(DenseDetector):
     def forward_training(self, images: ImageList, features, predictions, gt_instances):
         preds = self._flatten_predictions(features, predictions)
         self._check_finite_boxes(preds)
-        priors = self.build_priors(features)
+        priors = self.priors_for(features)
         assignments = self.assign(priors, preds, gt_instances, images.image_sizes)
         self._log_assignment_stats(priors, assignments, gt_instances)
         losses = self.loss(
@@ -367,4 +394,7 @@ class OneStageDetector(DenseDetector):
         keep = batched_nms(
             pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh
         )
-        return pred[keep[: self.max_detections_per_image]]
+        kept = pred[keep[: self.max_detections_per_image]]
+        if self.test_box_voting is not None:
+            kept = self.test_box_voting(kept, pred)
+        return kept

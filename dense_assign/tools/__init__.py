@@ -21,6 +21,7 @@ from typing import Iterator, List, Optional, Sequence
 
 import torch
 from omegaconf import OmegaConf
+from tabulate import tabulate
 
 __all__ = [
     "ToolError",
@@ -76,11 +77,9 @@ def run_cli(build_parser, run, argv=None, log_dir: Optional[str] = None):
 
 
 def pipe_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A markdown table, cells as given, unpadded: ``| a | b |`` lines under a ``|---|---|`` rule
-    (the tools' reports, whose lines tests and READMEs quote)."""
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
-    return "\n".join(lines)
+    """A markdown table of the tools' reports: ``tabulate``'s GitHub format, the cells as given
+    (already formatted: no number parsing), columns padded to their widest cell."""
+    return tabulate(rows, headers=head, tablefmt="github", disable_numparse=True)
 
 
 def config_file_path(name: str, flag: str) -> str:

@@ -3,6 +3,8 @@
     python -m dense_assign.tools.benchmark --output benchmark.json [--device cpu|cuda]
     python -m dense_assign.tools.benchmark --parts assign --image-size 800 1333 \
         --num-gt 1 10 100 1000 --repeats 5 --output benchmark_assign.json
+    python -m dense_assign.tools.benchmark --parts assign --assigners SAPDAssigner AutoAssign \
+        --num-gt 1 1000 --profile 12 --output benchmark_profile.json
     python -m dense_assign.tools.benchmark --train-step --inference --output benchmark_models.json
     python -m dense_assign.tools.benchmark --device cuda --train-step --amp --train-images 2
 
@@ -28,6 +30,13 @@ train
 inference
     Images per second of each of those models in eval mode (``--inference-images`` images of
     ``--inference-size`` per call, default 1 of 800 x 1333), next to detectron2's.
+
+``--assigners`` keeps the named registered assigners (detectron2's two rows always run: the
+ratios divide by its FCOS). ``--profile TOP`` adds where the time of each of our assigners goes:
+one call at the largest M under ``torch.profiler``, its TOP operators by self time (CPU, or device
+time on CUDA) with their share of the call, in the JSON (``profile``) and as a table per assigner.
+The priors of an image size and the grid kept on them are built once, as a training step of a
+batch size seen before reuses them (``OneStageDetector.priors_for``).
 
 Peak extra memory: on CUDA ``torch.cuda.max_memory_allocated`` minus the allocation before the
 call; on CPU the peak of the running sum of the CPU allocator's allocations and frees during the
@@ -104,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (default 5)")
     g.add_argument(
+        "--assigners",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="registered assigners to measure (default: all); detectron2's rows always run",
+    )
+    g.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="also profile one call of each assigner at the largest M (torch.profiler) and print "
+        "its TOP operators by self time (default 0: no profile)",
+    )
+    g.add_argument(
         "--box-sides",
         type=float,
         nargs=2,
@@ -170,6 +194,8 @@ def selected_parts(args) -> List[str]:
 
 
 def _check_args(args):
+    if args.profile < 0:
+        raise ToolError(f"--profile must be >= 0 (operators to list), got {args.profile}")
     if args.repeats < 1 or args.train_repeats < 1 or args.warmup < 0:
         raise ToolError("--repeats and --train-repeats must be >= 1 and --warmup >= 0")
     if any(m < 0 for m in args.num_gt):

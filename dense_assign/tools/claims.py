@@ -170,6 +170,14 @@ CLAIMS = CLAIMS + (
     Claim("RTMDet", "dynamic soft labels beat FCOS's assignment", "dsl_R_18_FPN", "fcos_R_18_FPN"),
 )
 
+#: PAA's and OTA's claims (issue #18): PAA on ATSS's anchor model (#A=1), OTA on the point model
+#: against FCOS's assignment and ATSS's on the same points.
+CLAIMS = CLAIMS + (
+    Claim("PAA", "probabilistic anchor assignment beats ATSS", "paa_R_18_FPN", "atss_R_18_FPN"),
+    Claim("OTA", "optimal transport assignment beats ATSS", "ota_R_18_FPN", "atss_fcos_R_18_FPN"),
+    Claim("OTA", "optimal transport assignment beats FCOS's", "ota_R_18_FPN", "fcos_R_18_FPN"),
+)
+
 
 def _diff(ga: Dict, gb: Dict, metric: str):
     d = ga[metric] - gb[metric]

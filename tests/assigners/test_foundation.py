@@ -142,6 +142,21 @@ def test_max_iou_hand_case_low_quality_match():
     assert no_lq.labels.tolist() == [K, K, K, 1]
 
 
+def test_max_iou_low_quality_gt_best_or_claimant():
+    # a small GT inside a GT that equals an anchor: both have that anchor as their best
+    gen = DefaultAnchorGenerator(sizes=[[16]], aspect_ratios=[1.0], strides=[16], offset=0.0)
+    priors = make_priors(image_size=(32, 32), anchor_generator=gen)
+    gt = make_instances([[8.0, 8.0, 24.0, 24.0], [10.0, 10.0, 14.0, 14.0]], [1, 0], (32, 32))
+    # "best" (detectron2): anchor 3 stays with its best GT 0 (IoU 1); GT 1 (IoU 16 / 256) has none
+    r = MaxIoUAssigner(num_classes=K)(priors, gt)
+    assert r.labels.tolist() == [K, K, K, 1] and r.matched_idxs.tolist() == [-1, -1, -1, 0]
+    # "claimant" (mmdetection): every GT claims its best anchor, the later GT overwrites
+    r = MaxIoUAssigner(num_classes=K, low_quality_gt="claimant")(priors, gt)
+    assert r.labels.tolist() == [K, K, K, 0] and r.matched_idxs.tolist() == [-1, -1, -1, 1]
+    with pytest.raises(ValueError, match="model.assigner.low_quality_gt='last'"):
+        MaxIoUAssigner(num_classes=K, low_quality_gt="last")
+
+
 def test_max_iou_ignore_band():
     gen = DefaultAnchorGenerator(sizes=[[16]], aspect_ratios=[1.0], strides=[16], offset=0.0)
     priors = make_priors(image_size=(32, 32), anchor_generator=gen)

@@ -21,6 +21,7 @@ from dense_assign.structures import DensePredictions
 
 from ..helpers import (
     REPO,
+    BoxesAsDeltas,
     make_instances,
     make_priors,
     random_batch,
@@ -29,13 +30,6 @@ from ..helpers import (
 )
 
 K = 3
-
-
-class BoxesAsDeltas:
-    """A box transform whose 'deltas' are the predicted boxes themselves (hand cases)."""
-
-    def apply_deltas(self, deltas, boxes):
-        return deltas.clone()
 
 
 def _preds(logits, deltas):

@@ -175,3 +175,23 @@ def test_assigner_stats_are_logged_as_batch_means():
         logged = {k: v[0] for k, v in storage.latest().items()}
     assert logged["assigner/level_weight"] == pytest.approx(0.4)
     assert logged["assigner/num_gt"] == pytest.approx(3.0)  # only the image that reports it
+
+
+def test_priors_are_kept_per_feature_size_between_steps():
+    """A training step whose feature maps have sizes seen before reuses their priors (and the
+    grid kept on them); other sizes get their own; the most recently used few are kept."""
+    from dense_assign.meta_arch import one_stage
+
+    model = instantiate(_cfg())
+
+    def feats(h, w):
+        return [torch.zeros(1, 4, -(-h // s), -(-w // s)) for s in (8, 16, 32, 64, 128)]
+
+    a = model.priors_for(feats(128, 128))
+    assert model.priors_for(feats(128, 128)) is a
+    b = model.priors_for(feats(128, 256))
+    assert b is not a and len(b) > len(a)
+    assert model.priors_for(feats(128, 128)) is a
+    for i in range(one_stage.PRIOR_CACHE_SIZE):
+        model.priors_for(feats(128, 384 + 128 * i))
+    assert model.priors_for(feats(128, 128)) is not a  # dropped: the least recently used

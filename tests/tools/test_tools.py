@@ -18,7 +18,7 @@ from PIL import Image
 import dense_assign.modeling  # noqa: F401  (registers every assigner)
 from dense_assign.registry import ASSIGNER_REGISTRY
 
-from ..helpers import make_priors
+from ..helpers import make_priors, markdown_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_FCOS = str(ROOT / "tests" / "configs" / "tiny_fcos.py")
@@ -169,10 +169,41 @@ def test_benchmark_assign_tiny(tmp_path, capsys):
     d2 = rows[D2_FCOS]["results"]["10"]
     assert fcos["ratio_to_d2_fcos"] == pytest.approx(fcos["time_ms"] / d2["time_ms"])
     # the markdown table: a row per assigner and for detectron2's FCOS / RetinaNet
-    table_rows = [line for line in printed.splitlines() if line.startswith("| ")]
-    assert table_rows[0].startswith("| assigner | source | priors | M=1 | M=10 |")
-    names = {line.split("|")[1].strip() for line in table_rows[1:]}
+    table_rows = markdown_rows(printed)
+    assert table_rows[0] == ["assigner", "source", "priors", "M=1", "M=10"]
+    names = {cells[0] for cells in table_rows[1:]}
     assert names == set(rows)
+
+
+def test_benchmark_selected_assigners_and_their_profile(tmp_path, capsys):
+    """--assigners keeps those rows (detectron2's always run: the ratios divide by its FCOS);
+    --profile TOP adds, for each of ours, the TOP operators of one call at the largest M by self
+    time, in the JSON and as a table; an unknown name is refused with the registered ones."""
+    from dense_assign.tools import benchmark
+    from dense_assign.tools.bench import D2_FCOS, D2_RETINANET
+
+    out = tmp_path / "bench.json"
+    common = ["--image-size", "256", "320", "--repeats", "1", "--warmup", "0", "--no-memory"]
+    argv = common + ["--num-gt", "1", "3", "--parts", "assign", "--output", str(out)]
+    benchmark.main(argv + ["--assigners", "FCOSAssigner", "SAPDAssigner", "--profile", "4"])
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    rows = {r["name"]: r for r in data["assign"]["rows"]}
+    assert set(rows) == {"FCOSAssigner", "SAPDAssigner", D2_FCOS, D2_RETINANET}
+    assert data["assign"]["profile_top"] == 4
+    for name in ("FCOSAssigner", "SAPDAssigner"):
+        prof = rows[name]["profile"]
+        assert prof["num_gt"] == 3 and prof["clock"] == "cpu" and prof["total_ms"] > 0
+        assert 1 <= len(prof["ops"]) <= 4
+        shares = [op["share"] for op in prof["ops"]]
+        assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+        assert all(op["calls"] >= 1 and op["op"] for op in prof["ops"])
+        assert f"#### Where the time goes: {name}, M=3" in printed
+    assert "profile" not in rows[D2_FCOS] and "profile" not in rows[D2_RETINANET]
+    with pytest.raises(SystemExit):
+        benchmark.main(argv + ["--assigners", "NoSuchAssigner"])
+    err = capsys.readouterr().err
+    assert "--assigners: NoSuchAssigner not registered" in err and "FCOSAssigner" in err
 
 
 def test_benchmark_train_and_inference_rows(tmp_path):
@@ -347,9 +378,11 @@ def test_compare_aggregates_seeds_and_judges_claims(tmp_path):
     )
     assert noisy["verdict"] == "within noise"
     table = claims.claims_table(list(results.values()))
-    assert (
-        "| ATSS | ATSS assignment beats FCOS's" in table and "+4.00 ± 0.82 | reproduced |" in table
-    )
+    atss = next(cells for cells in markdown_rows(table) if cells[0] == "ATSS")
+    assert atss[1].startswith("ATSS assignment beats FCOS's") and atss[-2:] == [
+        "+4.00 ± 0.82",
+        "reproduced",
+    ]
 
 
 def test_compare_collect_only(tmp_path):
@@ -391,10 +424,13 @@ def test_compare_collect_only(tmp_path):
     assert runs["fcos"]["ap_curve"] == [[40, 12.5]]  # the evaluation line, at iteration 39 + 1
 
     md = (out / "results.md").read_text()
-    assert "| fcos | - | 12.5 | 32.5 | 7.5 | - | 6.2 | 25.0 | 40 | 24.0 | 0.600 | - |" in md
-    assert "| atss | - | 14.0 | 34.0 | 9.0 | - | 7.0 | 28.0 | 30 | 7.5 | 0.250 | - |" in md
-    assert "| fcos | 1 | 12.5 | 32.5 | 7.5 | - | 6.2 | 25.0 | 12.5 @40 | - | 0.600 |" in md
-    assert "| fcos | 1 | 12.5 |" in proc.stdout
+    md_rows = markdown_rows(md)
+    assert "fcos - 12.5 32.5 7.5 - 6.2 25.0 40 24.0 0.600 -".split() in md_rows
+    assert "atss - 14.0 34.0 9.0 - 7.0 28.0 30 7.5 0.250 -".split() in md_rows
+    assert ["fcos", "1", "12.5", "32.5", "7.5", "-", "6.2", "25.0", "12.5 @40", "-", "0.600"] in (
+        md_rows
+    )
+    assert any(cells[:3] == ["fcos", "1", "12.5"] for cells in markdown_rows(proc.stdout))
     with Image.open(out / "results.png") as im:
         assert im.format == "PNG" and im.size[0] >= 600 and im.size[1] == 450
 
@@ -430,9 +466,10 @@ def test_compare_collect_only_groups_seed_folders(tmp_path):
     assert fcos["n"] == 2 and fcos["AP"] == pytest.approx(11.0)
     assert fcos["AP_std"] == pytest.approx(2**0.5)
     md = Path(paths["md"]).read_text()
-    assert "| fcos_R_18_FPN | 2 | 11.0 ± 1.4 |" in md
-    assert "| fcos_R_18_FPN | 5.0 | 10 | 75 | 25 | - | - | - |" in md  # assignment table
-    assert "| plain | - | - | - | - | - | - | - |" in md
+    md_rows = markdown_rows(md)
+    assert any(cells[:3] == ["fcos_R_18_FPN", "2", "11.0 ± 1.4"] for cells in md_rows)
+    assert "fcos_R_18_FPN 5.0 10 75 25 - - -".split() in md_rows  # assignment table
+    assert "plain - - - - - - -".split() in md_rows
 
 
 def test_compare_collect_only_names_missing_file(tmp_path, capsys):
@@ -501,8 +538,8 @@ def test_analyze_assignment_totals_match_the_assigner(synthetic_datasets, tmp_pa
     assert sum(b["num_pos"] for b in buckets) == totals["num_pos"]
     assert sum(b["gt_without_pos"] for b in buckets) == totals["gt_without_pos"]
     # the printed table has the totals
-    row = next(line for line in printed.splitlines() if line.startswith("| all |"))
-    assert row.split("|")[2:4] == [f" {totals['num_gt']} ", f" {totals['num_pos']} "]
+    row = next(cells for cells in markdown_rows(printed) if cells[0] == "all")
+    assert row[1:3] == [str(totals["num_gt"]), str(totals["num_pos"])]
 
 
 def test_analyze_assignment_names_a_bad_dataset(synthetic_datasets, tmp_path, capsys):

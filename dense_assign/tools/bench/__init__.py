@@ -18,9 +18,7 @@ Layout, one concern a module:
     same backbone (:func:`~.models.bench_models`).
 ``report``
     the markdown tables of a results dict (:func:`~.report.markdown`), built with the tools'
-    shared :func:`dense_assign.tools.pipe_table` (unpadded ``| a | b |`` rows, the form the
-    READMEs quote and tests parse) rather than ``tabulate``, whose padded columns would change
-    every line of the reports the other tools print the same way.
+    shared :func:`dense_assign.tools.pipe_table` (``tabulate``'s GitHub format).
 
 This module holds the constants the parts share.
 """

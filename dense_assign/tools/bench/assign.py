@@ -19,7 +19,7 @@ import torch
 from .. import ToolError, priors_for_image_size
 from . import D2_FCOS, D2_RETINANET, NUM_CLASSES, SIZE_DIVISIBILITY
 from .data import random_gt, random_predictions
-from .timing import mb, median_time, peak_extra_memory
+from .timing import mb, median_time, op_breakdown, peak_extra_memory
 
 logger = logging.getLogger("dense_assign.tools.benchmark")
 
@@ -144,7 +144,6 @@ def dense_assign_cases(image_size, device, generator, num_classes=NUM_CLASSES) -
 
     import dense_assign.modeling  # noqa: F401  (registers every assigner)
 
-    from ...assigners.candidates import PriorGrid
     from ...meta_arch import point_prior_generator
     from ...model_zoo import get_config
     from ...registry import ASSIGNER_REGISTRY
@@ -171,8 +170,8 @@ def dense_assign_cases(image_size, device, generator, num_classes=NUM_CLASSES) -
             preds = random_predictions(priors, num_classes, channels, generator, device, grad=True)
 
         def run(gt, assigner=assigner, priors=priors, preds=preds):
-            # a training step builds new priors: their grid is derived again, in the call
-            PriorGrid.forget(priors)
+            # a training step reuses the priors of a batch size seen before, and the grid kept
+            # on them (OneStageDetector.priors_for): only the first call measures the grid
             return assigner(priors, gt, predictions=preds, image_size=gt.image_size)
 
         notes = "random predictions, requires_grad" if aware else ""
@@ -186,7 +185,18 @@ def bench_assign(args, device) -> Dict:
     ratio to detectron2's FCOS."""
     generator = torch.Generator().manual_seed(args.seed)
     image_size = tuple(args.image_size)
-    cases = dense_assign_cases(image_size, device, generator) + detectron2_cases(image_size, device)
+    cases = dense_assign_cases(image_size, device, generator)
+    if args.assigners:
+        known = {c.name for c in cases}
+        unknown = sorted(set(args.assigners) - known)
+        if unknown:
+            raise ToolError(
+                f"--assigners: {', '.join(unknown)} not registered; choose among "
+                f"{', '.join(sorted(known))}"
+            )
+        cases = [c for c in cases if c.name in args.assigners]
+    profiled = {c.name for c in cases}  # --profile: ours, not detectron2's
+    cases += detectron2_cases(image_size, device)
     gts = {
         m: random_gt(m, image_size, NUM_CLASSES, generator, tuple(args.box_sides), device)
         for m in args.num_gt
@@ -211,6 +221,13 @@ def bench_assign(args, device) -> Dict:
                 f"assign {case.name} M={m}: {seconds * 1e3:.2f} ms"
                 + (f", peak {mb(mem):.1f} MB" if mem is not None else "")
             )
+        if args.profile and case.name in profiled:
+            m = max(args.num_gt)
+            with torch.no_grad() if not case.prediction_aware else contextlib.nullcontext():
+                row["profile"] = {
+                    "num_gt": m,
+                    **op_breakdown(lambda: case.run(gts[m]), device, args.profile),
+                }
         rows.append(row)
     ref = next(r for r in rows if r["name"] == D2_FCOS)
     for row in rows:
@@ -224,5 +241,6 @@ def bench_assign(args, device) -> Dict:
         "box_sides": list(args.box_sides),
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "profile_top": args.profile,
         "rows": rows,
     }

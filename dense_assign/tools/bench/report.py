@@ -1,6 +1,6 @@
 """The benchmark's markdown report: one table per part of a results dict (as written to the
-JSON), rows made with the tools' shared :func:`dense_assign.tools.pipe_table` (see the package
-doc for why not ``tabulate``). ``dev/gpu/summarize.py`` renders saved JSON files with it."""
+JSON), made with the tools' shared :func:`dense_assign.tools.pipe_table` (``tabulate``).
+``dev/gpu/summarize.py`` renders saved JSON files with it."""
 
 from typing import Dict, List
 
@@ -29,7 +29,27 @@ def _assign_table(a: Dict) -> List[str]:
         f"\n### Label assignment, one {h}x{w} image, K={a['num_classes']}: median ms "
         f"(x detectron2 FCOS) / peak extra MB\n"
     )
-    return [title, pipe_table(head, rows)]
+    return [title, pipe_table(head, rows)] + _profile_tables(a)
+
+
+def _profile_tables(a: Dict) -> List[str]:
+    """A table per profiled case (``--profile``): its top operators by self time."""
+    out = []
+    for row in a["rows"]:
+        prof = row.get("profile")
+        if not prof:
+            continue
+        out.append(
+            f"\n#### Where the time goes: {row['name']}, M={prof['num_gt']} (one profiled call, "
+            f"{prof['total_ms']:.1f} ms of {prof['clock']} self time)\n"
+        )
+        head = ["op", "self ms", "share", "calls"]
+        cells = [
+            [op["op"], f"{op['self_ms']:.2f}", f"{100 * op['share']:.1f}%", str(op["calls"])]
+            for op in prof["ops"]
+        ]
+        out.append(pipe_table(head, cells))
+    return out
 
 
 def _train_table(t: Dict) -> List[str]:

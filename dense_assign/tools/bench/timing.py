@@ -12,7 +12,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -93,6 +93,42 @@ def peak_extra_memory(fn: Callable[[], object], device) -> Optional[int]:
             out = fn()
             del out
     return _profiled_peak(prof)
+
+
+def op_breakdown(fn: Callable[[], object], device, top: int) -> Dict:
+    """Where the time of one ``fn()`` call goes: ``torch.profiler``'s operators by self time
+    (device time on CUDA, CPU time elsewhere), the ``top`` first, with their share of the call's
+    total self time. Under the profiler every op costs a little more, so the total exceeds the
+    call's timed median; the shares are what the breakdown is for."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with native_stderr_silenced():
+        with profile(activities=activities) as prof:
+            out = fn()
+            _sync(device)
+            del out
+    events = list(prof.key_averages())
+
+    def self_us(event) -> float:
+        if not cuda:
+            return float(event.self_cpu_time_total)
+        # the attribute's name changed from self_cuda_time_total in torch 2.4
+        return float(getattr(event, "self_device_time_total", event.self_cuda_time_total))
+
+    total = sum(self_us(e) for e in events)
+    events.sort(key=self_us, reverse=True)
+    ops = [
+        {
+            "op": e.key,
+            "self_ms": self_us(e) / 1e3,
+            "share": self_us(e) / total if total > 0 else 0.0,
+            "calls": int(e.count),
+        }
+        for e in events[: max(0, top)]
+    ]
+    return {"clock": "device" if cuda else "cpu", "total_ms": total / 1e3, "ops": ops}
 
 
 @contextlib.contextmanager
