@@ -197,3 +197,27 @@ def train_steps(model, batch, steps: int = 2, lr: float = 0.01):
             out.append((losses, {k: v[0] for k, v in storage.latest().items()}))
     assert not torch.equal(before, model.head.cls_score.weight)
     return out
+
+
+def jittered_priors(image_size=(64, 96), strides=(8, 16), jitter=3.0, seed=0):
+    """Point priors of ``make_priors`` moved by up to ``jitter`` pixels each: not a grid, so the
+    assigners take every (GT, prior) pair as a candidate pair (``AllPairs``)."""
+    import torch
+
+    from dense_assign.structures import Priors
+
+    base = make_priors(image_size=image_size, strides=strides)
+    g = torch.Generator().manual_seed(seed)
+    centers = base.centers + torch.rand(base.centers.shape, generator=g) * (2 * jitter) - jitter
+    half = base.strides[:, None] / 2
+    return Priors(
+        boxes=torch.cat([centers - half, centers + half], dim=1),
+        centers=centers,
+        strides=base.strides,
+        levels=base.levels,
+        level_sizes=base.level_sizes,
+        grid_sizes=base.grid_sizes,
+        level_strides=base.level_strides,
+        num_anchors=1,
+        offset=0.5,
+    )

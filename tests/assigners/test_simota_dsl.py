@@ -17,10 +17,11 @@ import dense_assign.modeling  # noqa: F401
 from dense_assign.assigners import DynamicSoftLabelAssigner, SimOTAAssigner
 from dense_assign.assigners.dynamic_k import dynamic_ks, lowest_cost_k, match_dynamic_k
 from dense_assign.box_ops import box_centers, ltrb, pair_iou
-from dense_assign.structures import DensePredictions, Priors
+from dense_assign.structures import DensePredictions
 
 from ..helpers import (
     REPO,
+    jittered_priors,
     load_model_cfg,
     make_instances,
     make_priors,
@@ -376,21 +377,7 @@ def test_equals_dense_reference_crowded_and_chunked(name):
 @pytest.mark.parametrize("name", ["simota", "dsl"])
 def test_equals_dense_reference_without_a_grid(name):
     # jittered points: not a grid, every (GT, prior) pair is a candidate pair (AllPairs)
-    base = make_priors(image_size=(64, 96), strides=(8, 16))
-    g = torch.Generator().manual_seed(0)
-    centers = base.centers + torch.rand(base.centers.shape, generator=g) * 6 - 3
-    half = base.strides[:, None] / 2
-    priors = Priors(
-        boxes=torch.cat([centers - half, centers + half], dim=1),
-        centers=centers,
-        strides=base.strides,
-        levels=base.levels,
-        level_sizes=base.level_sizes,
-        grid_sizes=base.grid_sizes,
-        level_strides=base.level_strides,
-        num_anchors=1,
-        offset=0.5,
-    )
+    priors = jittered_priors(image_size=(64, 96), strides=(8, 16), jitter=3.0, seed=0)
     gt = _random_gt(10, (64, 96), seed=4, max_wh=40.0)
     _check_equal(
         name,
