@@ -8,7 +8,7 @@ DEMO_OUTPUT ?= output/demo
 PYTEST_ARGS ?=
 # make test runs the tests in TEST_WORKERS pytest-xdist processes of one torch thread each, whole
 # test files to a process (module fixtures, such as the one training run the train_net.py tests
-# share, are built once); TEST_WORKERS=0 runs them in this process, as plain pytest does.
+# share, are built once). TEST_WORKERS=0 runs them in this process, as plain pytest does.
 TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-long lint compare compare-ablations benchmark visualize clean-output \

@@ -316,9 +316,8 @@ def dense_ota(a: OTAAssigner, priors, gt, preds):
     x = preds.logits.float()
     f1 = sigmoid_focal_loss(x, torch.ones_like(x), alpha=0.25, gamma=2.0)
     f0 = sigmoid_focal_loss(x, torch.zeros_like(x), alpha=0.25, gamma=2.0)
-    cost = torch.zeros(M, R, dtype=F64)
-    for c in range(x.shape[1]):
-        cost += torch.where(classes[:, None] == c, f1[None, :, c], f0[None, :, c]).double()
+    onehot = torch.nn.functional.one_hot(classes, x.shape[1]).double()  # (M, K)
+    cost = onehot @ f1.double().T + (1 - onehot) @ f0.double().T  # (M, R): sum over the classes
     bg = f0.sum(dim=1, dtype=F64)
     cost -= a.reg_weight * torch.log(iou.double().clamp(min=2**-23))
     cost += OUTSIDE_COST * (~both).double()

@@ -9,6 +9,7 @@ training, ``--resume`` and ``--eval-only``; those that change an output director
 import functools
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import json
 import logging
 import math
@@ -245,19 +246,18 @@ def test_two_cpu_processes(tmp_path, datasets_root):
     assert math.isfinite(final["bbox"]["AP"])
 
 
-def test_cli_errors_name_the_file_and_the_key(tmp_path, datasets_root):
+def test_cli_errors_name_the_file_and_the_key(tmp_path, capsys):
+    # train_net.py's main, in this process (the subprocess tests above run its __main__ path)
+    spec = importlib.util.spec_from_file_location("train_net_cli", TRAIN_NET)
+    train_net = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_net)
     missing = tmp_path / "no_such_config.py"
-    proc = subprocess.run(
-        [sys.executable, str(TRAIN_NET), "--config-file", str(missing)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, OMP_NUM_THREADS="1", DETECTRON2_DATASETS=str(datasets_root)),
-    )
-    assert proc.returncode == 2
-    assert f"Config file not found: {missing}" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    with pytest.raises(SystemExit) as info:
+        train_net.main(["--config-file", str(missing)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"Config file not found: {missing}" in err
+    assert "Traceback" not in err
 
 
 # ------------------------------------------------------------------------------- in process

@@ -7,8 +7,6 @@ temporary ``DETECTRON2_DATASETS`` (the tests of train_net.py give their subproce
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -385,29 +383,16 @@ def test_compare_aggregates_seeds_and_judges_claims(tmp_path):
     ]
 
 
-def test_compare_collect_only(tmp_path):
+def test_compare_collect_only(tmp_path, capsys):
+    # in this process (compare's `python -m` entry runs in test_compare_trains_two_configs_at_a_time)
+    from dense_assign.tools import compare
+
     a = _fake_run(tmp_path / "runs" / "fcos", 12.5, [0.5, 0.7], [19, 39])
     b = _fake_run(tmp_path / "runs" / "atss", 14.0, [0.25, 0.25, 0.25], [9, 19, 29])
     out = tmp_path / "compare"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dense_assign.tools.compare",
-        "--collect-only",
-        str(tmp_path / "runs" / "fcos"),
-        str(tmp_path / "runs" / "atss"),
-        "--output",
-        str(out),
-    ]
-    proc = subprocess.run(
-        cmd,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    argv = ["--collect-only", str(tmp_path / "runs" / "fcos"), str(tmp_path / "runs" / "atss")]
+    compare.main(argv + ["--output", str(out)])
+    stdout = capsys.readouterr().out
 
     data = json.loads((out / "results.json").read_text())
     assert data["mode"] == "collected"
@@ -430,7 +415,7 @@ def test_compare_collect_only(tmp_path):
     assert ["fcos", "1", "12.5", "32.5", "7.5", "-", "6.2", "25.0", "12.5 @40", "-", "0.600"] in (
         md_rows
     )
-    assert any(cells[:3] == ["fcos", "1", "12.5"] for cells in markdown_rows(proc.stdout))
+    assert any(cells[:3] == ["fcos", "1", "12.5"] for cells in markdown_rows(stdout))
     with Image.open(out / "results.png") as im:
         assert im.format == "PNG" and im.size[0] >= 600 and im.size[1] == 450
 
