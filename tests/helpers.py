@@ -221,3 +221,13 @@ def jittered_priors(image_size=(64, 96), strides=(8, 16), jitter=3.0, seed=0):
         num_anchors=1,
         offset=0.5,
     )
+
+
+def config_priors(path: str, image_size):
+    """The priors of the model config ``path`` (under the repository) for an ``image_size`` input,
+    and the model's box transform."""
+    from detectron2.config import instantiate
+
+    model = load_model_cfg(path)
+    priors = make_priors(image_size, anchor_generator=instantiate(model.prior_generator))
+    return priors, instantiate(model.box2box_transform)

@@ -129,6 +129,7 @@ class OneStageDetector(DenseDetector):
         self.test_box_voting = test_box_voting
         self.input_format = input_format
         self.vis_period = vis_period
+        self._prior_cache: "OrderedDict[tuple, Priors]" = OrderedDict()  # priors_for
         self._validate()
 
     def _validate(self):
@@ -176,7 +177,7 @@ class OneStageDetector(DenseDetector):
         assigners measured on them (``PriorGrid``), which depends only on the sizes. Multi-scale
         training has a few sizes; the ``PRIOR_CACHE_SIZE`` most recently used are kept."""
         key = (tuple(tuple(f.shape[-2:]) for f in features), str(features[0].device))
-        cache = self.__dict__.setdefault("_prior_cache", OrderedDict())
+        cache = self._prior_cache
         priors = cache.get(key)
         if priors is None:
             priors = cache[key] = self.build_priors(features)

@@ -22,6 +22,7 @@ from dense_assign.structures import DensePredictions
 from ..helpers import (
     REPO,
     BoxesAsDeltas,
+    config_priors,
     make_instances,
     make_priors,
     random_batch,
@@ -272,9 +273,7 @@ PRIOR_CONFIGS = {
 
 
 def _config_priors(name, image_size):
-    model = LazyConfig.load(str(REPO / PRIOR_CONFIGS[name])).model
-    priors = make_priors(image_size, anchor_generator=instantiate(model.prior_generator))
-    return priors, instantiate(model.box2box_transform)
+    return config_priors(PRIOR_CONFIGS[name], image_size)
 
 
 def _random_predictions(priors, transform, seed, ties=False):
