@@ -202,13 +202,17 @@ class AutoAssign(BaseAssigner):
             gts.append(g.index_select(0, keep))
             pts.append(p.index_select(0, keep))
         has = torch.zeros(num_gt, dtype=torch.bool, device=gt_boxes.device)
-        has[torch.cat(gts)] = True
+        has.index_fill_(0, torch.cat(gts), True)
         empty = (~has).nonzero(as_tuple=True)[0]
         if len(empty):
             top = self._fallback(priors, gt_boxes[empty])  # (f, k)
             gts.append(empty[:, None].expand_as(top).reshape(-1))
             pts.append(top.reshape(-1))
         g, p = torch.cat(gts), torch.cat(pts)
+        if len(empty) == 0:
+            # the windows (one per GT and level, all anchors) and AllPairs give the pairs GT by
+            # GT in chunks of ascending GTs, each GT's in ascending point order: sorted already
+            return g, p, 0
         order = torch.argsort(g * num_points + p)
         return g.index_select(0, order), p.index_select(0, order), len(empty)
 
@@ -306,10 +310,12 @@ class AutoAssign(BaseAssigner):
             best = w.new_full((num_points,), -float("inf")).scatter_reduce(
                 0, pt_idx, w, reduce="amax"
             )
-            is_best = w == best.index_select(0, pt_idx)
+            is_best = (w == best.index_select(0, pt_idx)).nonzero().squeeze(1)
             matched = torch.full((num_points,), num_gt, dtype=torch.long, device=w.device)
-            matched = matched.scatter_reduce(0, pt_idx[is_best], gt_idx[is_best], reduce="amin")
-            matched[matched == num_gt] = -1
+            matched = matched.scatter_reduce(
+                0, pt_idx.index_select(0, is_best), gt_idx.index_select(0, is_best), reduce="amin"
+            )
+            matched = matched.masked_fill_(matched == num_gt, -1)
         if num_gt == 0:
             result = self.empty_result(priors)
         else:
@@ -368,7 +374,7 @@ class AutoAssign(BaseAssigner):
         else:  # pairs of GTs and prior indices: those of the points map to 0..U-1
             pairs = pairs_in_chunks(windows, self.chunk_pairs)
             slot = torch.full((len(priors),), -1, dtype=torch.long, device=points.device)
-            slot[points] = torch.arange(num_u, device=points.device)
+            slot.index_copy_(0, points, torch.arange(num_u, device=points.device))
         for g, u in pairs:
             if slot is not None:
                 u = slot.index_select(0, u)
@@ -402,9 +408,9 @@ class AutoAssign(BaseAssigner):
             return empty, empty.clone(), pred_boxes.new_zeros(0)
         # the points of the pairs, through a per-point table (sort-free)
         slot = torch.full((len(pred_boxes),), -1, dtype=torch.long, device=device)
-        slot[pt_idx] = 0
+        slot.index_fill_(0, pt_idx, 0)
         points = (slot == 0).nonzero().squeeze(1)  # sorted
-        slot[points] = torch.arange(len(points), device=device)
+        slot.index_copy_(0, points, torch.arange(len(points), device=device))
         max_iou = self.max_iou(priors, pred_boxes, gt_boxes, points)
         v = 1.0 / (1.0 - max_iou).clamp(min=EPS)
         v = v.index_select(0, slot.index_select(0, pt_idx))  # per pair
@@ -425,8 +431,9 @@ class AutoAssign(BaseAssigner):
             unique_keys, inverse = torch.unique(key, return_inverse=True)
             last = torch.full((len(unique_keys),), -1, dtype=torch.long, device=device)
             last = last.scatter_reduce(0, inverse, gt_idx, reduce="amax")
-            keep = gt_idx == last[inverse]
-        return pt_idx[keep], cls[keep], fg[keep]
+            keep = gt_idx == last.index_select(0, inverse)
+        keep = keep.nonzero().squeeze(1)
+        return pt_idx.index_select(0, keep), cls.index_select(0, keep), fg.index_select(0, keep)
 
 
 def _normalized_sq(points: Tensor, strides: Tensor, centers: Tensor) -> Tensor:

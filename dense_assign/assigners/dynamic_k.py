@@ -11,8 +11,8 @@ and the positives train towards the IoU of their predicted box with their GT (so
 ``AssignResult.cls_targets``).
 
 Everything works on flat pair lists, vectorized over GTs: "the q largest" and "the k lowest" of a
-GT are ranks within the GT after sorts of the pairs by (GT, value) (on exact int64 keys), and sums
-per GT are scatter-adds. Steps 1-2 read only the pairs of one GT, so chunks of whole GTs
+GT come from :func:`~.candidates.smallest_per_gt` (each GT's pairs one row of a padded block, a
+``topk`` per row, no sort), and sums per GT are scatter-adds. Steps 1-2 read only the pairs of one GT, so chunks of whole GTs
 (:meth:`~.base.BaseAssigner.window_pairs`) are matched one after the other; step 3 is a running
 per-prior minimum of the cost over the chunks (:class:`~.candidates.BestPerPrior` on -cost).
 Memory: one chunk of pairs and a few (R,) and (M,) buffers; nothing is (M, R) or (M, R, K).
@@ -31,7 +31,7 @@ from torch import Tensor
 from ..box_ops import pair_iou
 from ..structures import AssignResult, DensePredictions, Priors
 from .base import BaseAssigner
-from .candidates import BestPerPrior, PriorGrid, Windows
+from .candidates import BestPerPrior, PriorGrid, Windows, smallest_per_gt
 
 #: (priors x classes) elements of one block when a per-prior sum over classes is computed
 #: (:func:`class_sums`): 16 MB of float32 per temporary.
@@ -94,16 +94,11 @@ def dynamic_ks(gt_idx: Tensor, ious: Tensor, num_gt: int, topq: int, cost=None):
 
 
 def lowest_cost_k(gt_idx: Tensor, cost: Tensor, ks: Tensor) -> Tensor:
-    """Indices of the pairs each GT takes: its ``ks[gt]`` pairs of lowest cost, and among equal
-    costs the earliest in the list; the pairs of a GT come in ascending prior order (as
-    :meth:`~.candidates.Windows.pairs` and :class:`~.candidates.AllPairs` give them), so that is
-    the lowest prior index. Two stable sorts: by cost (exact int64 keys), then by GT."""
-    order = torch.sort(sortable(cost), stable=True).indices
-    g = gt_idx.index_select(0, order)
-    by_gt = torch.sort(g, stable=True).indices
-    order, g = order.index_select(0, by_gt), g.index_select(0, by_gt)
-    keep = rank_within_gt(g, len(ks)) < ks.index_select(0, g)
-    return order[keep]
+    """Indices (ascending) of the pairs each GT takes: its ``ks[gt]`` pairs of lowest cost, and
+    among equal costs the earliest in the list; the pairs of a GT come in ascending prior order
+    (as :meth:`~.candidates.Windows.pairs` and :class:`~.candidates.AllPairs` give them), so
+    that is the lowest prior index (:func:`~.candidates.smallest_per_gt`)."""
+    return smallest_per_gt(gt_idx, cost, ks, len(ks)).nonzero().squeeze(1)
 
 
 def match_dynamic_k(

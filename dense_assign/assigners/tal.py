@@ -32,8 +32,8 @@ Computation (no (M, R) matrix, no loop over GTs): the candidate (GT, prior) pair
 windows of the prior grid (:mod:`~dense_assign.assigners.candidates`): the GT box on every level
 (``"inside"``), or the GT box widened by the level's largest predicted-box extents, the priors
 whose predicted box can overlap it (``"all"``). On those pairs: the inside test, u, s and log t;
-the per-GT top k from one sort of the pairs by (GT, -log t, prior) and each pair's rank in its
-GT's run (:func:`rank_within_gt`); the GT of highest u per prior with
+the per-GT top k without a sort, each GT's pairs a row of a padded block
+(:func:`~.candidates.smallest_per_gt`); the GT of highest u per prior with
 :class:`~.candidates.BestPerPrior`; t_hat from per-GT maxima by ``scatter_reduce``. Pairs are
 processed in chunks of whole GTs (``chunk_pairs``); only the selected pairs (at most k per GT) are
 kept across chunks. The tests compare the result with a dense reference on random, edge-case and
@@ -51,7 +51,7 @@ from ..box_ops import ltrb, pair_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import AssignResult, Priors
 from .base import BaseAssigner
-from .candidates import AllPairs, BestPerPrior, pairs_in_chunks
+from .candidates import AllPairs, BestPerPrior, pairs_in_chunks, smallest_per_gt
 
 #: Positives per GT, m (TOOD Sec. 3.2; official config topk = 13).
 TAL_TOPK = 13
@@ -198,11 +198,12 @@ class TaskAlignedAssigner(BaseAssigner):
         ious = pair_iou(pred_boxes.index_select(0, prior_idx), boxes)
         flat = prior_idx * self.num_classes + gt_classes.index_select(0, gt_idx)
         log_t = self.log_metric(logits.reshape(-1).index_select(0, flat), ious)
-        ok = (log_t > -math.inf).nonzero().squeeze(1)  # t > 0; drops NaN too
-        gt_idx, prior_idx, ious, log_t = _take(ok, gt_idx, prior_idx, ious, log_t)
-        chosen = rank_within_gt(gt_idx, prior_idx, log_t, len(priors)) < self.topk
+        # the top k among the pairs with t > 0: those with t = 0 (or NaN) rank last (+inf), so
+        # they are chosen only where a GT has fewer than k others, and then dropped
+        chosen = smallest_per_gt(gt_idx, -log_t, self.topk, len(gt_boxes), prior_idx)
+        chosen &= log_t > -math.inf  # t > 0; drops NaN too
         if inside is not None:  # "all": the inside test after the top k
-            chosen &= inside.index_select(0, ok)
+            chosen &= inside
         return _take(chosen.nonzero().squeeze(1), gt_idx, prior_idx, ious, log_t)
 
     # ------------------------------------------------------------------------- assignment
@@ -255,38 +256,3 @@ class TaskAlignedAssigner(BaseAssigner):
 def _take(idx: Tensor, *tensors: Tensor) -> Tuple[Tensor, ...]:
     """Rows ``idx`` of each tensor (``index_select``: faster than advanced indexing on a CPU)."""
     return tuple(t.index_select(0, idx) for t in tensors)
-
-
-def rank_within_gt(gt_idx: Tensor, prior_idx: Tensor, key: Tensor, num_priors: int) -> Tensor:
-    """(P,) rank of each (GT, prior) pair among the pairs of its GT by ``key`` (float, not NaN)
-    descending, ties to the lower prior index (0 = first); the pairs must be unique.
-
-    One stable sort of an int64 key, the GT index in the high 32 bits and an order-preserving
-    integer image of -key in the low 32 bits, over pairs ordered by (GT, prior) (as the candidate
-    windows give them; sorted first otherwise); a pair's rank is its position in the sorted order
-    minus the start of its GT's run."""
-    num = len(gt_idx)
-    if num == 0:
-        return gt_idx.new_zeros(0)
-    pair_key = gt_idx * num_priors + prior_idx
-    base = None
-    if num > 1 and not bool((pair_key[1:] > pair_key[:-1]).all()):
-        base = torch.argsort(pair_key)
-        gt_idx, key = gt_idx.index_select(0, base), key.index_select(0, base)
-    # float32 bits as int32 grow with a non-negative value; for a negative one the magnitude
-    # bits are flipped, so the image is monotone over all floats (+ 0.0 turns -0.0 into 0.0)
-    bits = ((-key.float()) + 0.0).view(torch.int32)
-    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long() + (1 << 31)  # [0, 2^32)
-    order = torch.argsort((gt_idx << 32) + bits, stable=True)
-    g = gt_idx.index_select(0, order)
-    position = torch.arange(num, device=gt_idx.device)
-    starts = torch.ones_like(g, dtype=torch.bool)
-    starts[1:] = g[1:] != g[:-1]
-    run_start = torch.where(starts, position, torch.zeros_like(position)).cummax(dim=0).values
-    rank = torch.empty_like(position)
-    rank[order] = position - run_start
-    if base is not None:
-        unsorted = torch.empty_like(rank)
-        unsorted[base] = rank
-        rank = unsorted
-    return rank

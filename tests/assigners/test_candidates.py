@@ -10,7 +10,14 @@ import pytest
 import torch
 from detectron2.config import instantiate
 
-from dense_assign.assigners.candidates import BestPerPrior, PriorGrid, k_smallest, window_side
+from dense_assign.assigners import candidates
+from dense_assign.assigners.candidates import (
+    BestPerPrior,
+    PriorGrid,
+    k_smallest,
+    smallest_per_gt,
+    window_side,
+)
 from dense_assign.model_zoo import get_config
 from dense_assign.structures import DensePredictions, Priors
 from dense_assign.tools import priors_for_image_size
@@ -395,6 +402,37 @@ def test_k_smallest_breaks_ties_by_lowest_column():
         filled = torch.nan_to_num(values, nan=math.inf)
         order = torch.argsort(filled, dim=1, stable=True)[:, :k]
         assert torch.equal(got, order.sort(dim=1).values), k
+
+
+@pytest.mark.parametrize("block", [1 << 20, 40])
+def test_smallest_per_gt_equals_a_stable_sort(monkeypatch, block):
+    # runs of 0-300 pairs per GT with many ties and NaN; a block of 40 elements puts the GTs in
+    # blocks by run length (a run longer than a block is a block of its own)
+    monkeypatch.setattr(candidates, "RUN_BLOCK", block)
+    g = torch.Generator().manual_seed(0)
+    num_gt = 30
+    counts = torch.randint(0, 300, (num_gt,), generator=g)
+    counts[3] = 0
+    gt_idx = torch.repeat_interleave(torch.arange(num_gt), counts)
+    values = torch.randint(0, 6, (len(gt_idx),), generator=g).double()
+    values[::17] = math.nan
+    ks = torch.randint(0, 20, (num_gt,), generator=g)
+    for k in (ks, 1, 7, 500):
+        got = smallest_per_gt(gt_idx, values, k, num_gt)
+        kk = ks if isinstance(k, torch.Tensor) else torch.full((num_gt,), k)
+        # reference: per GT, the first k after a stable sort by value (NaN last)
+        filled = torch.nan_to_num(values, nan=math.inf)
+        order = torch.argsort(filled, stable=True)
+        order = order[torch.argsort(gt_idx[order], stable=True)]
+        start = counts.cumsum(0) - counts
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order)) - start[gt_idx[order]]
+        assert torch.equal(got, rank < kk[gt_idx]), k
+    # pairs of a GT interleaved with another's: sorted first, ties to the lowest prior
+    perm = torch.randperm(len(gt_idx), generator=g)
+    prior = torch.arange(len(gt_idx))
+    got = smallest_per_gt(gt_idx[perm], values[perm], ks, num_gt, prior[perm])
+    assert torch.equal(got, smallest_per_gt(gt_idx, values, ks, num_gt)[perm])
 
 
 def test_best_per_prior_equals_dense_max_in_any_chunk_order():

@@ -14,7 +14,7 @@ from detectron2.utils.events import EventStorage
 import dense_assign.modeling  # noqa: F401  (registers every assigner)
 from dense_assign.assigners import ATSSAssigner, PhasedAssigner, TaskAlignedAssigner
 from dense_assign.assigners.base import DEFAULT_BOX_TRANSFORM
-from dense_assign.assigners.tal import rank_within_gt
+from dense_assign.assigners.candidates import smallest_per_gt
 from dense_assign.box_ops import ltrb, pair_iou
 from dense_assign.registry import ASSIGNER_REGISTRY
 from dense_assign.structures import DensePredictions
@@ -218,17 +218,18 @@ def test_ties_go_to_the_lowest_prior_and_the_lowest_gt():
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_rank_within_gt(shuffle):
+def test_top_k_per_gt_breaks_ties_by_lowest_prior(shuffle):
     # GT 0: keys 0.5, -1, 0.5, -0.0, 0.0 at priors 0..4; GT 2: 3e-39 (subnormal), -inf, 7
     g = torch.tensor([0, 0, 0, 0, 0, 2, 2, 2])
     p = torch.tensor([0, 1, 2, 3, 4, 1, 5, 9])
     key = torch.tensor([0.5, -1.0, 0.5, -0.0, 0.0, 3e-39, -math.inf, 7.0])
-    expected = torch.tensor([0, 4, 1, 2, 3, 1, 2, 0])  # ties (0.5; -0 = 0) to the lower prior
+    rank = torch.tensor([0, 4, 1, 2, 3, 1, 2, 0])  # ties (0.5; -0 = 0) to the lower prior
     if shuffle:  # pairs out of (GT, prior) order are sorted first
         perm = torch.tensor([5, 3, 0, 7, 1, 6, 2, 4])
-        g, p, key, expected = g[perm], p[perm], key[perm], expected[perm]
-    assert torch.equal(rank_within_gt(g, p, key, 10), expected)
-    assert rank_within_gt(g[:0], p[:0], key[:0], 10).shape == (0,)
+        g, p, key, rank = g[perm], p[perm], key[perm], rank[perm]
+    for k in range(1, 6):
+        assert torch.equal(smallest_per_gt(g, -key, k, 3, p), rank < k), k
+    assert smallest_per_gt(g[:0], -key[:0], 3, 3, p[:0]).shape == (0,)
 
 
 def test_empty_gt_gives_zero_soft_targets():
