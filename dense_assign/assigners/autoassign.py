@@ -201,20 +201,28 @@ class AutoAssign(BaseAssigner):
             keep = (distances.min(dim=1).values > 0).nonzero().squeeze(1)
             gts.append(g.index_select(0, keep))
             pts.append(p.index_select(0, keep))
-        has = torch.zeros(num_gt, dtype=torch.bool, device=gt_boxes.device)
-        has.index_fill_(0, torch.cat(gts), True)
-        empty = (~has).nonzero(as_tuple=True)[0]
-        if len(empty):
-            top = self._fallback(priors, gt_boxes[empty])  # (f, k)
-            gts.append(empty[:, None].expand_as(top).reshape(-1))
-            pts.append(top.reshape(-1))
         g, p = torch.cat(gts), torch.cat(pts)
+        # the windows (one per GT and level, all anchors) and AllPairs give the pairs GT by GT, in
+        # chunks of ascending GTs, each GT's in ascending point order: sorted by (GT, point)
+        run = torch.zeros(num_gt, dtype=torch.long, device=g.device)
+        run.scatter_add_(0, g, torch.ones_like(g))  # pairs per GT
+        empty = (run == 0).nonzero().squeeze(1)
         if len(empty) == 0:
-            # the windows (one per GT and level, all anchors) and AllPairs give the pairs GT by
-            # GT in chunks of ascending GTs, each GT's in ascending point order: sorted already
             return g, p, 0
-        order = torch.argsort(g * num_points + p)
-        return g.index_select(0, order), p.index_select(0, order), len(empty)
+        # the fallback GTs' pairs are merged in at their GTs' places, each row ascending
+        top = self._fallback(priors, gt_boxes.index_select(0, empty)).sort(dim=1).values  # (f, k)
+        k = top.shape[1]
+        counts = run.index_fill(0, empty, k)
+        start = counts.cumsum(0) - counts  # first place of each GT's pairs in the merged list
+        shift = (start - (run.cumsum(0) - run)).index_select(0, g)  # ... minus in the windows'
+        at = torch.arange(len(g), device=g.device) + shift
+        at_fallback = start.index_select(0, empty)[:, None] + torch.arange(k, device=g.device)
+        total = len(g) + top.numel()
+        gt_out = torch.empty(total, dtype=torch.long, device=g.device).index_copy_(0, at, g)
+        pt_out = torch.empty(total, dtype=torch.long, device=g.device).index_copy_(0, at, p)
+        gt_out.index_copy_(0, at_fallback.view(-1), empty.repeat_interleave(k))
+        pt_out.index_copy_(0, at_fallback.view(-1), top.reshape(-1))
+        return gt_out, pt_out, len(empty)
 
     def _fallback(self, priors: Priors, boxes: Tensor) -> Tensor:
         """(f, k) the ``fallback_topk`` points nearest each box centre over all levels, ascending:

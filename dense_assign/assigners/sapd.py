@@ -220,6 +220,7 @@ class FeatureSelectionNet(nn.Module):
                 weight = weight.contiguous(memory_format=layout)
             part = F.conv2d(pooled.contiguous(memory_format=layout), weight)
             out = part if out is None else out + part
+            del pooled, part  # freed before the next level's RoIAlign (the conv keeps its input)
         x = self.convs[1:](out + first.bias[None, :, None, None])
         return self.fc(x.flatten(1))
 
