@@ -7,6 +7,7 @@
         --num-gt 1 1000 --profile 12 --output benchmark_profile.json
     python -m dense_assign.tools.benchmark --train-step --inference --output benchmark_models.json
     python -m dense_assign.tools.benchmark --device cuda --train-step --amp --train-images 2
+    python -m dense_assign.tools.benchmark --spread run1.json run2.json
 
 Three parts (``--parts``, or the shorthands ``--assign`` / ``--train-step`` / ``--inference``;
 default: all three), measured in one run, printed as markdown tables and written to ``--output``:
@@ -44,6 +45,11 @@ call, recorded by ``torch.profiler.profile(profile_memory=True)`` in a separate 
 Both count tensors only (what the call allocates beyond its inputs), not the allocator's cache
 or the process's other memory.
 
+``--spread A.json B.json ...`` measures nothing: it reads the assignment part of earlier runs and
+prints, per assigner and M, the range over the runs of detectron2 FCOS's time divided by the
+assigner's in the same run (on a machine whose speed drifts, one run's ratios can be off by a
+third; the range says by how much).
+
 This module is the command line (parser, ``run``, ``main``); the measurements, random inputs,
 parts and tables are in ``dense_assign/tools/bench/`` (its package doc gives the layout).
 """
@@ -58,7 +64,7 @@ import torch
 from . import ToolError, add_overrides_arg, run_cli, tool_parser, write_json
 from .bench.assign import bench_assign, detectron2_fcos_matching_method
 from .bench.models import bench_models
-from .bench.report import markdown
+from .bench.report import markdown, spread_table
 from .bench.timing import CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD
 
 __all__ = ["PARTS", "build_parser", "selected_parts", "run", "main", "markdown"]
@@ -75,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON results (default benchmark.json)",
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument(
+        "--spread",
+        nargs="+",
+        default=None,
+        metavar="FILE.json",
+        help="measure nothing: print the range over these runs' assignment results of detectron2 "
+        "FCOS's time / each assigner's",
+    )
     parser.add_argument(
         "--parts",
         nargs="+",
@@ -208,7 +222,28 @@ def _check_args(args):
         raise ToolError("--amp: mixed precision is measured on CUDA only (--device cuda)")
 
 
+def spread(paths: List[str]) -> Dict:
+    """``--spread``: the assignment parts of the JSON files at ``paths``, and their spread table
+    printed."""
+    import json
+
+    runs = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ToolError(f"--spread: cannot read {path}: {e}") from e
+        if not isinstance(data, dict) or "assign" not in data:
+            raise ToolError(f"--spread: {path} has no assignment results (run with --parts assign)")
+        runs.append(data["assign"])
+    print(spread_table(runs))
+    return {"spread": paths, "runs": runs}
+
+
 def run(args) -> Dict:
+    if args.spread:
+        return spread(args.spread)
     _check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -203,6 +203,25 @@ def test_benchmark_selected_assigners_and_their_profile(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--assigners: NoSuchAssigner not registered" in err and "FCOSAssigner" in err
 
+    # --spread measures nothing: per assigner and M, the range over the runs of detectron2
+    # FCOS's time / the assigner's (here a second run with FCOSAssigner twice as slow)
+    second = json.loads(out.read_text())
+    for row in second["assign"]["rows"]:
+        for res in row["results"].values():
+            res["ratio_to_d2_fcos"] *= 2 if row["name"] == "FCOSAssigner" else 1
+    out2 = tmp_path / "bench2.json"
+    out2.write_text(json.dumps(second))
+    benchmark.main(["--spread", str(out), str(out2)])
+    printed = capsys.readouterr().out
+    ratio = rows["FCOSAssigner"]["results"]["3"]["ratio_to_d2_fcos"]
+    line = next(x for x in printed.splitlines() if x.startswith("| FCOSAssigner"))
+    assert line.rstrip(" |").endswith(f"{1 / (2 * ratio):.2f}-{1 / ratio:.2f}x")
+    assert next(x for x in printed.splitlines() if x.startswith(f"| {D2_FCOS}")).count("1.00x") == 2
+    with pytest.raises(SystemExit):
+        benchmark.main(["--spread", str(out), str(tmp_path / "missing.json")])
+    err = capsys.readouterr().err
+    assert "--spread: cannot read" in err and "missing.json" in err
+
 
 def test_benchmark_train_and_inference_rows(tmp_path):
     """The model parts, tiny: one row per config plus detectron2's FCOS and RetinaNet, ratios

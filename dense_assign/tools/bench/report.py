@@ -1,6 +1,7 @@
 """The benchmark's markdown report: one table per part of a results dict (as written to the
 JSON), made with the tools' shared :func:`dense_assign.tools.pipe_table` (``tabulate``).
-``dev/gpu/summarize.py`` renders saved JSON files with it."""
+``dev/gpu/summarize.py`` renders saved JSON files with it; :func:`spread_table` compares the
+assignment part of several runs (``benchmark --spread``)."""
 
 from typing import Dict, List
 
@@ -50,6 +51,33 @@ def _profile_tables(a: Dict) -> List[str]:
         ]
         out.append(pipe_table(head, cells))
     return out
+
+
+def spread_table(runs: List[Dict]) -> str:
+    """Per assigner and M, over several runs' ``assign`` results (the JSONs' ``assign`` dicts),
+    the range of detectron2 FCOS's time divided by the assigner's, each in its own run: how many
+    times faster than detectron2 (below 1: slower). On a machine whose speed drifts between runs,
+    the ratio within a run is what compares; its range over runs shows how far one run's value
+    can be trusted. Rows and M are those of the first run that the others have too."""
+    first = runs[0]
+    ms = [m for m in first["num_gt"] if all(str(m) in r["rows"][0]["results"] for r in runs)]
+    head = ["assigner"] + [f"M={m}" for m in ms]
+    rows = []
+    for row in first["rows"]:
+        others = [next((x for x in r["rows"] if x["name"] == row["name"]), None) for r in runs]
+        if any(o is None for o in others):
+            continue
+        cells = [row["name"]]
+        for m in ms:
+            speedups = sorted(1.0 / o["results"][str(m)]["ratio_to_d2_fcos"] for o in others)
+            lo, hi = speedups[0], speedups[-1]
+            cells.append(f"{lo:.2f}x" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f}x")
+        rows.append(cells)
+    title = (
+        f"\n### detectron2 FCOS's time / the assigner's, each run's own, over {len(runs)} runs "
+        "(min-max)\n"
+    )
+    return "\n".join([title, pipe_table(head, rows)])
 
 
 def _train_table(t: Dict) -> List[str]:
