@@ -231,3 +231,27 @@ def config_priors(path: str, image_size):
     model = load_model_cfg(path)
     priors = make_priors(image_size, anchor_generator=instantiate(model.prior_generator))
     return priors, instantiate(model.box2box_transform)
+
+
+def retinanet_a1_cfg():
+    """The packaged RetinaNet model config with one square anchor of 4 x stride per location
+    (#A = 1), the anchor-box layout the point assigners are also tested on."""
+    cfg = load_model_cfg("configs/common/models/retinanet.py")
+    cfg.head.num_anchors = 1
+    cfg.prior_generator.sizes = [[32], [64], [128], [256], [512]]
+    cfg.prior_generator.aspect_ratios = [1.0]
+    return cfg
+
+
+def points_or_a1_priors(kind: str, image_size):
+    """Priors for an ``image_size`` input and a box transform: ``kind`` "retina_a1", the anchors
+    of :func:`retinanet_a1_cfg` and its box transform; otherwise the points of the packaged model
+    config ``configs/common/models/{kind}.py`` and None (the assigner's default decoding)."""
+    from detectron2.config import instantiate
+
+    if kind != "retina_a1":
+        cfg = load_model_cfg(f"configs/common/models/{kind}.py")
+        return make_priors(image_size, anchor_generator=instantiate(cfg.prior_generator)), None
+    cfg = retinanet_a1_cfg()
+    priors = make_priors(image_size, anchor_generator=instantiate(cfg.prior_generator))
+    return priors, instantiate(cfg.box2box_transform)

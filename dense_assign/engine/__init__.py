@@ -12,7 +12,8 @@
   :func:`build_hooks`, :func:`ddp_kwargs`, :func:`build_model`, :func:`build_optimizer`.
 * :mod:`.evaluation`: :func:`do_test`, :func:`build_evaluator`, :func:`write_results_json`.
 * :mod:`.visualization`: :func:`visualize_predictions`.
-* :mod:`.launcher`: :func:`build_argument_parser`, :func:`launch_from_args`, :func:`run`,
+* :mod:`.launcher`: :func:`build_argument_parser`, :func:`launch_from_args`, :func:`launch_cli`,
+  :func:`run`,
   :func:`setup`, :func:`configure_cpu_threads`.
 """
 
@@ -52,6 +53,7 @@ from .launcher import (
     configure_cpu_threads,
     cpu_threads_per_process,
     import_project_modules,
+    launch_cli,
     launch_from_args,
     run,
     setup,
@@ -120,6 +122,7 @@ __all__ = [
     "configure_cpu_threads",
     "cpu_threads_per_process",
     "import_project_modules",
+    "launch_cli",
     "launch_from_args",
     "run",
     "setup",

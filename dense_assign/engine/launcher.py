@@ -19,7 +19,7 @@ from detectron2.engine import launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from .config import check_config, device_of, instantiate_checked, load_config
+from .config import ConfigError, check_config, device_of, instantiate_checked, load_config
 from .datasets import prepare_datasets
 from .trainer import do_eval_only, do_train
 
@@ -188,3 +188,26 @@ def launch_from_args(args, main_func: Callable = run) -> None:
         dist_url=args.dist_url,
         args=(args,),
     )
+
+
+def launch_cli(parser, args, main_func: Callable = run) -> None:
+    """:func:`launch_from_args` for a command line (``train_net.py``, the tools that evaluate
+    through it), with its errors as one line each on stderr instead of a traceback: a bad config
+    file or override (``ConfigError``: ``parser.error``, exit 2), data that cannot be trained on,
+    found before training (``DatasetError``, exit 2), and an image that fails to load later (it
+    changed after the check), here, in a data-loader worker or in another process (exit 1, the
+    line names the file). Anything else is raised."""
+    from ..data import DatasetError
+    from ..data.checks import short_error
+
+    try:
+        launch_from_args(args, main_func)
+    except ConfigError as e:
+        parser.error(str(e))
+    except DatasetError as e:
+        parser.exit(2, f"{parser.prog}: dataset error: {e}\n")
+    except Exception as e:
+        line = short_error(e)
+        if line is None:
+            raise
+        parser.exit(1, f"{parser.prog}: {line}\n")

@@ -93,8 +93,7 @@ class IoUTruthDetector(OneStageDetector):
 
 
 def main(argv=None) -> None:
-    from ..data import DatasetError
-    from ..engine import ConfigError, launch_from_args
+    from ..engine import launch_cli
 
     doc = __doc__.split("\n\n")
     parser = default_argument_parser(epilog="\n\n".join(doc[1:]))
@@ -103,12 +102,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.eval_only = True
     args.opts = [*IOU_TRUTH_OVERRIDES, *args.opts]
-    try:
-        launch_from_args(args)
-    except ConfigError as e:
-        parser.error(str(e))
-    except DatasetError as e:
-        parser.exit(2, f"{parser.prog}: dataset error: {e}\n")
+    launch_cli(parser, args)
 
 
 if __name__ == "__main__":

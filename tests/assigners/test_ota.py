@@ -25,8 +25,10 @@ from ..helpers import (
     load_model_cfg,
     make_instances,
     make_priors,
+    points_or_a1_priors,
     random_batch,
     random_instances,
+    retinanet_a1_cfg,
     shrink_model,
     train_steps,
 )
@@ -360,25 +362,6 @@ def _check_equal(a, priors, gt, preds, atol=1e-9):
     return r, plan
 
 
-def _retinanet_a1_cfg():
-    cfg = load_model_cfg("configs/common/models/retinanet.py")
-    cfg.head.num_anchors = 1
-    cfg.prior_generator.sizes = [[32], [64], [128], [256], [512]]  # one square anchor, 4 x stride
-    cfg.prior_generator.aspect_ratios = [1.0]
-    return cfg
-
-
-def _config_priors(kind, image_size):
-    """Priors of the packaged OTA model (points at k x stride) or of a RetinaNet (#A=1) anchor
-    generator, with the model's box transform."""
-    if kind == "ota":
-        cfg = load_model_cfg("configs/common/models/ota.py")
-        return make_priors(image_size, anchor_generator=instantiate(cfg.prior_generator)), None
-    cfg = _retinanet_a1_cfg()
-    gen = instantiate(cfg.prior_generator)
-    return make_priors(image_size, anchor_generator=gen), instantiate(cfg.box2box_transform)
-
-
 def _random_predictions(priors, seed, anchors=False, num_classes=K):
     g = torch.Generator().manual_seed(seed)
     R = len(priors)
@@ -390,7 +373,7 @@ def _random_predictions(priors, seed, anchors=False, num_classes=K):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_equals_dense_reference_random(kind, seed):
     size = (160, 224)
-    priors, b2b = _config_priors(kind, size)
+    priors, b2b = points_or_a1_priors(kind, size)
     gt = random_instances(12, size, seed, 2.0, 120.0, K)
     preds = _random_predictions(priors, seed, anchors=b2b is not None)
     r, plan = _check_equal(OTAAssigner(num_classes=K, box2box_transform=b2b), priors, gt, preds)
@@ -409,7 +392,7 @@ def test_columns_converge_to_one_unit():
     # the columns' marginals approach one unit with the iterations (slowly: eps 0.1 against
     # costs of a few units)
     size = (96, 128)
-    priors, _ = _config_priors("ota", size)
+    priors, _ = points_or_a1_priors("ota", size)
     gt = random_instances(6, size, 3, 8.0, 60.0, K)
     preds = _random_predictions(priors, 3)
     errors = []
@@ -422,7 +405,7 @@ def test_columns_converge_to_one_unit():
 
 def test_equals_dense_reference_edge_cases():
     size = (96, 128)
-    priors, _ = _config_priors("ota", size)
+    priors, _ = points_or_a1_priors("ota", size)
     a = OTAAssigner(num_classes=K)
     preds = _random_predictions(priors, 3)
     cases = {
@@ -458,7 +441,7 @@ def test_equals_dense_reference_edge_cases():
 
 def test_equals_dense_reference_crowded_and_chunked():
     size = (256, 320)
-    priors, _ = _config_priors("ota", size)
+    priors, _ = points_or_a1_priors("ota", size)
     gt = random_instances(300, size, 7, 3.0, 60.0, K)
     preds = _random_predictions(priors, 7)
     r, _ = _check_equal(OTAAssigner(num_classes=K), priors, gt, preds)
@@ -477,7 +460,7 @@ def test_equals_dense_reference_without_a_grid():
 
 def test_thousand_boxes_on_800x1333_equal_dense_reference():
     size = (800, 1333)
-    priors, _ = _config_priors("ota", size)
+    priors, _ = points_or_a1_priors("ota", size)
     gt = random_instances(1000, size, 11, 4.0, 80.0, K)
     preds = _random_predictions(priors, 11)
     # 2 iterations keep the dense reference (1001 x 22,300 float64) at ten seconds
@@ -491,7 +474,7 @@ def test_thousand_boxes_on_800x1333_equal_dense_reference():
 def _model_cfg(family):
     if family == "points":
         return shrink_model(load_model_cfg("configs/common/models/ota.py"), num_classes=3)
-    cfg = _retinanet_a1_cfg()
+    cfg = retinanet_a1_cfg()
     cfg.assigner = L(OTAAssigner)(
         num_classes="${..num_classes}", box2box_transform="${..box2box_transform}"
     )

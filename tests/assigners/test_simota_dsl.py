@@ -25,8 +25,10 @@ from ..helpers import (
     load_model_cfg,
     make_instances,
     make_priors,
+    points_or_a1_priors,
     random_batch,
     random_instances,
+    retinanet_a1_cfg,
     shrink_model,
     train_steps,
 )
@@ -283,17 +285,6 @@ def _check_equal(name, a, priors, gt, preds):
 
 
 # ---------------------------------------------------------------------------- priors and inputs
-def _config_priors(name, image_size):
-    """Priors of the packaged model config (points) or of a RetinaNet (#A=1) anchor generator,
-    with the model's box transform."""
-    if name in ("simota", "dsl"):
-        cfg = load_model_cfg(f"configs/common/models/{name}.py")
-        return make_priors(image_size, anchor_generator=instantiate(cfg.prior_generator)), None
-    cfg = _retinanet_a1_cfg()
-    gen = instantiate(cfg.prior_generator)
-    return make_priors(image_size, anchor_generator=gen), instantiate(cfg.box2box_transform)
-
-
 def _random_gt(n, size, seed, min_wh=2.0, max_wh=120.0, num_classes=K):
     return random_instances(n, size, seed, min_wh, max_wh, num_classes)
 
@@ -318,7 +309,7 @@ CASES = [("simota", "simota"), ("dsl", "dsl"), ("simota", "retina_a1"), ("dsl", 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_equals_dense_reference_random(name, prior_kind, seed):
     size = (160, 224)
-    priors, b2b = _config_priors(prior_kind, size)
+    priors, b2b = points_or_a1_priors(prior_kind, size)
     gt = _random_gt(12, size, seed)
     preds = _random_predictions(priors, seed, anchors=b2b is not None)
     r = _check_equal(name, _assigner(name, b2b), priors, gt, preds)
@@ -326,7 +317,7 @@ def test_equals_dense_reference_random(name, prior_kind, seed):
 
 
 def test_simota_objectness_equals_dense_reference():
-    priors, _ = _config_priors("simota", (160, 224))
+    priors, _ = points_or_a1_priors("simota", (160, 224))
     gt = _random_gt(12, (160, 224), 5)
     _check_equal(
         "simota", _assigner("simota", objectness=True), priors, gt, _random_predictions(priors, 5)
@@ -336,7 +327,7 @@ def test_simota_objectness_equals_dense_reference():
 @pytest.mark.parametrize("name", ["simota", "dsl"])
 def test_equals_dense_reference_edge_cases(name):
     size = (96, 128)
-    priors, _ = _config_priors(name, size)
+    priors, _ = points_or_a1_priors(name, size)
     boxes = [
         [0, 0, 128, 96],  # the whole image
         [0, 0, 9, 7],  # corner, smaller than two strides
@@ -364,7 +355,7 @@ def test_equals_dense_reference_edge_cases(name):
 @pytest.mark.parametrize("name", ["simota", "dsl"])
 def test_equals_dense_reference_crowded_and_chunked(name):
     size = (256, 320)
-    priors, _ = _config_priors(name, size)
+    priors, _ = points_or_a1_priors(name, size)
     gt = _random_gt(300, size, seed=7, min_wh=3.0, max_wh=60.0)
     preds = _random_predictions(priors, 7)
     r = _check_equal(name, _assigner(name), priors, gt, preds)
@@ -410,7 +401,7 @@ def test_predictions_are_data_and_validation():
 @pytest.mark.parametrize("name", ["simota", "dsl"])
 def test_thousand_boxes_on_800x1333(name):
     size = (800, 1333)
-    priors, _ = _config_priors(name, size)
+    priors, _ = points_or_a1_priors(name, size)
     gt = _random_gt(1000, size, seed=11, min_wh=4.0, max_wh=80.0, num_classes=80)
     preds = _random_predictions(priors, 11, num_classes=80)
     a = _assigner(name, num_classes=80)
@@ -430,18 +421,10 @@ def test_thousand_boxes_on_800x1333(name):
 
 
 # ---------------------------------------------------------------------------- training
-def _retinanet_a1_cfg():
-    cfg = load_model_cfg("configs/common/models/retinanet.py")
-    cfg.head.num_anchors = 1
-    cfg.prior_generator.sizes = [[32], [64], [128], [256], [512]]  # one square anchor, 4 x stride
-    cfg.prior_generator.aspect_ratios = [1.0]
-    return cfg
-
-
 def _model_cfg(name, family):
     cfg = load_model_cfg(f"configs/common/models/{name}.py") if family == "points" else None
     if family == "retina_a1":
-        cfg = _retinanet_a1_cfg()
+        cfg = retinanet_a1_cfg()
         cfg.assigner = L(ASSIGNERS[name])(
             num_classes="${..num_classes}", box2box_transform="${..box2box_transform}"
         )

@@ -185,3 +185,21 @@ def test_iou_truth_tool_overrides_build_the_iou_truth_model():
     assert cfg.dataloader.test.mapper.is_train is True
     model = instantiate(cfg.model)
     assert type(model) is IoUTruthDetector and model.test_score_fn == ClsPowQuality(alpha=0.2)
+
+
+def test_iou_truth_tool_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    """The tool's errors are train_net.py's (engine.launch_cli): one line naming the file or key."""
+    from dense_assign.tools import iou_truth
+
+    config = str(REPO / "configs/Synthetic-Detection/iou_aware_retinanet_R_18_FPN.py")
+    for argv, named in (
+        (["--config-file", str(tmp_path / "missing.py")], "missing.py"),
+        (["--config-file", config, "model.head.conv_dims=[]"], "model.head.conv_dims"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            iou_truth.main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("python -m dense_assign.tools.iou_truth: error: ") and named in last
