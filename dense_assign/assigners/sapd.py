@@ -105,9 +105,6 @@ TOP_K = 3
 FSN_LOSS_WEIGHT = 0.1
 #: fraction of training in phase one, hard min-loss level (Sec. 3.4: first 6 of 12 epochs).
 SWITCH_FRACTION = 0.5
-CHANNELS_LAST = torch.channels_last
-#: Boxes from which the selection net's convolutions run channels-last (:meth:`FeatureSelectionNet.forward`).
-CHANNELS_LAST_MIN_BOXES = 16
 #: channels of the selection net's conv layers (Table 1).
 FSN_CONV_DIM = 256
 #: RoIAlign output size of the selection net's input, 1280 x 7 x 7 for P3-P7 (Table 1).
@@ -210,15 +207,8 @@ class FeatureSelectionNet(nn.Module):
         first = self.convs[0]
         c = self.in_channels
         out = None
-        # channels-last from CHANNELS_LAST_MIN_BOXES boxes: the CPU's (oneDNN's) convolutions
-        # of many boxes run about 1.5x faster so; the weight's channels-last copy costs a fixed
-        # ~0.5 ms a level, more than it saves for a few boxes
-        layout = CHANNELS_LAST if len(boxes) >= CHANNELS_LAST_MIN_BOXES else torch.contiguous_format
         for i, pooled in enumerate(self._pooled_levels(features, boxes, strides)):
-            weight = first.weight[:, i * c : (i + 1) * c]
-            if layout is CHANNELS_LAST:
-                weight = weight.contiguous(memory_format=layout)
-            part = F.conv2d(pooled.contiguous(memory_format=layout), weight)
+            part = F.conv2d(pooled, first.weight[:, i * c : (i + 1) * c])
             out = part if out is None else out + part
             del pooled, part  # freed before the next level's RoIAlign (the conv keeps its input)
         x = self.convs[1:](out + first.bias[None, :, None, None])
