@@ -171,6 +171,39 @@ class BoxesAsDeltas:
         return deltas.clone()
 
 
+def random_logits_and_deltas(priors, transform, seed, num_classes, anchor_scale, ties=False):
+    """Random head outputs for ``priors``: (R, K) logits (N(0, 2)), then (R, 4) box deltas, in
+    that order from one generator seeded ``seed``. For a point decoding
+    (``Box2BoxTransformLinear``) the deltas are U(-1, 4), some of them inverted boxes; for anchors
+    N(0, ``anchor_scale``). ``ties`` rounds both: many equal values."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    R = len(priors)
+    logits = torch.randn(R, num_classes, generator=g) * 2
+    if type(transform).__name__ == "Box2BoxTransformLinear":
+        deltas = torch.rand(R, 4, generator=g) * 5 - 1
+    else:
+        deltas = torch.randn(R, 4, generator=g) * anchor_scale
+    if ties:
+        logits, deltas = logits.round(), deltas.round()
+    return logits, deltas
+
+
+def random_deltas_and_logits(priors, seed, anchors, num_classes, quality=False):
+    """Random head outputs for ``priors``, drawn in the order deltas, logits (N(0, 2)) and, with
+    ``quality``, an (R, 1) quality logit (N(0, 1)) from one generator seeded ``seed``: deltas
+    N(0, 0.5) for ``anchors``, else U(0, 6) (point distances in strides). Returns (logits,
+    deltas, quality or None)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    R = len(priors)
+    deltas = torch.randn(R, 4, generator=g) * 0.5 if anchors else torch.rand(R, 4, generator=g) * 6
+    logits = torch.randn(R, num_classes, generator=g) * 2
+    return logits, deltas, torch.randn(R, 1, generator=g) if quality else None
+
+
 def train_steps(model, batch, steps: int = 2, lr: float = 0.01):
     """``steps`` SGD steps of ``model`` on ``batch``, step i in an ``EventStorage(i)``; each step
     has finite losses (at least ``loss_cls`` and ``loss_box_reg``) and a gradient on every

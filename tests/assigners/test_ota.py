@@ -27,6 +27,7 @@ from ..helpers import (
     make_priors,
     points_or_a1_priors,
     random_batch,
+    random_deltas_and_logits,
     random_instances,
     retinanet_a1_cfg,
     shrink_model,
@@ -363,10 +364,8 @@ def _check_equal(a, priors, gt, preds, atol=1e-9):
 
 
 def _random_predictions(priors, seed, anchors=False, num_classes=K):
-    g = torch.Generator().manual_seed(seed)
-    R = len(priors)
-    deltas = torch.randn(R, 4, generator=g) * 0.5 if anchors else torch.rand(R, 4, generator=g) * 6
-    return _predictions(torch.randn(R, num_classes, generator=g) * 2, deltas)
+    logits, deltas, _ = random_deltas_and_logits(priors, seed, anchors, num_classes)
+    return _predictions(logits, deltas)
 
 
 @pytest.mark.parametrize("kind", ["ota", "retina_a1"])

@@ -12,7 +12,6 @@ import torch
 from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import Boxes, Instances, pairwise_iou
-from detectron2.utils.events import EventStorage
 from fvcore.nn import giou_loss, sigmoid_focal_loss
 
 import dense_assign.modeling  # noqa: F401  (registers every assigner)
@@ -31,7 +30,9 @@ from ..helpers import (
     make_priors,
     random_batch,
     random_instances,
+    random_logits_and_deltas,
     shrink_model,
+    train_steps,
 )
 
 K = 2
@@ -476,16 +477,7 @@ def _config_priors(name, image_size):
 
 
 def _random_predictions(priors, transform, seed, ties=False):
-    g = torch.Generator().manual_seed(seed)
-    R = len(priors)
-    logits = torch.randn(R, K, generator=g) * 2
-    if type(transform).__name__ == "Box2BoxTransformLinear":
-        deltas = torch.rand(R, 4, generator=g) * 5 - 1  # some inverted boxes
-    else:
-        deltas = torch.randn(R, 4, generator=g) * 0.5
-    if ties:  # coarse values: many equal scores
-        logits, deltas = logits.round(), deltas.round()
-    return _preds(logits, deltas)
+    return _preds(*random_logits_and_deltas(priors, transform, seed, K, 0.5, ties=ties))
 
 
 def _edge_gt(size):
@@ -583,19 +575,8 @@ def _train_two_steps(cfg, evaluate=False):
     model.assigner.register_forward_hook(
         lambda module, args, kwargs, out: calls.append((args, kwargs, out)), with_kwargs=True
     )
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     batch = random_batch(num_images=2, image_size=(96, 128), num_boxes=4, num_classes=K)
-    for it in range(2):
-        with EventStorage(start_iter=it) as storage:
-            losses = model(batch)
-            latest = {k: v[0] for k, v in storage.latest().items()}
-        assert losses and all(torch.isfinite(v) for v in losses.values()), losses
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-        assert not unused, unused[:5]
-        assert model.head.bbox_pred.weight.grad.abs().sum() > 0
-        optimizer.step()
+    for losses, latest in train_steps(model, batch, steps=2, lr=1e-3):
         assert latest["assigner/candidates_mean"] >= 1 and latest["assigner/em_iter_max"] >= 2
     assert len(calls) == 4  # 2 iterations x 2 images
     for args, kwargs, r in calls:

@@ -27,6 +27,7 @@ from ..helpers import (
     make_priors,
     points_or_a1_priors,
     random_batch,
+    random_deltas_and_logits,
     random_instances,
     retinanet_a1_cfg,
     shrink_model,
@@ -290,12 +291,7 @@ def _random_gt(n, size, seed, min_wh=2.0, max_wh=120.0, num_classes=K):
 
 
 def _random_predictions(priors, seed, anchors=False, num_classes=K):
-    g = torch.Generator().manual_seed(seed)
-    R = len(priors)
-    deltas = torch.randn(R, 4, generator=g) * 0.5 if anchors else torch.rand(R, 4, generator=g) * 6
-    return _predictions(
-        torch.randn(R, num_classes, generator=g) * 2, deltas, torch.randn(R, 1, generator=g)
-    )
+    return _predictions(*random_deltas_and_logits(priors, seed, anchors, num_classes, quality=True))
 
 
 def _assigner(name, b2b=None, num_classes=K, **kwargs):

@@ -27,6 +27,7 @@ from ..helpers import (
     make_priors,
     random_batch,
     random_instances,
+    random_logits_and_deltas,
     shrink_model,
 )
 
@@ -278,17 +279,9 @@ def _config_priors(name, image_size):
 
 
 def _random_predictions(priors, transform, seed, ties=False):
-    g = torch.Generator().manual_seed(seed)
-    R = len(priors)
-    logits = torch.randn(R, K, generator=g) * 2
-    if type(transform).__name__ == "Box2BoxTransformLinear":
-        deltas = torch.rand(R, 4, generator=g) * 5 - 1  # some inverted boxes (u = 0)
-    else:
-        deltas = torch.randn(R, 4, generator=g) * 2
-    if ties:  # coarse values: many equal metrics, ranked by prior index
-        logits = logits.round()
-        deltas = deltas.round()
-    return _preds(logits, deltas)
+    # anchors' deltas N(0, 2): some predicted boxes far from their anchors (u = 0); ties: many
+    # equal metrics, ranked by prior index
+    return _preds(*random_logits_and_deltas(priors, transform, seed, K, 2.0, ties=ties))
 
 
 def _random_gt(n, size, seed, min_wh=2.0, max_wh=120.0):
