@@ -35,7 +35,7 @@ from detectron2.modeling.box_regression import Box2BoxTransformLinear
 from detectron2.structures import Instances
 from torch import Tensor, nn
 
-from ..structures import AssignResult, Priors
+from ..structures import AssignResult, Priors, positives_per_gt
 from .candidates import AllPairs, PriorGrid, pairs_in_chunks
 
 # Pairwise (GT x prior) work is done on chunks of GTs holding at most this many (GT, prior) pairs,
@@ -125,21 +125,14 @@ class BaseAssigner(nn.Module):
         self, gt_instances: Instances, matched_idxs: Tensor, ignore: Optional[Tensor] = None
     ) -> AssignResult:
         """Build an AssignResult from per-prior GT indices (-1 = background)."""
-        num_gt = len(gt_instances)
         pos = matched_idxs >= 0
-        # one gather each from the GTs' values with a background row appended at index M:
-        # labels K and zero boxes there
-        slot = torch.where(pos, matched_idxs, num_gt)
-        classes = gt_instances.gt_classes
-        labels = torch.cat([classes, classes.new_full((1,), self.num_classes)]).index_select(
-            0, slot
-        )
+        safe = matched_idxs.clamp(min=0)
+        classes = gt_instances.gt_classes.index_select(0, safe)
+        labels = torch.where(pos, classes, torch.full_like(classes, self.num_classes))
         if ignore is not None:
             labels = torch.where(ignore & ~pos, torch.full_like(labels, -1), labels)
-        gt_boxes = gt_instances.gt_boxes.tensor
-        boxes = torch.cat([gt_boxes, gt_boxes.new_zeros((1, 4))]).index_select(0, slot)
-        per_gt = torch.zeros(num_gt + 1, dtype=torch.long, device=slot.device)
-        per_gt = per_gt.scatter_add_(0, slot, torch.ones_like(slot))[:num_gt]  # positives per GT
+        boxes = gt_instances.gt_boxes.tensor.index_select(0, safe) * pos[:, None].to(torch.float32)
+        per_gt = positives_per_gt(matched_idxs, pos, len(gt_instances))
         # 0-dim tensors, not Python numbers: reading them on the host would synchronize a GPU
         num_pos = per_gt.sum().float()
         covered = (per_gt > 0).sum().float()
@@ -147,10 +140,10 @@ class BaseAssigner(nn.Module):
             labels=labels,
             matched_idxs=matched_idxs,
             matched_gt_boxes=boxes,
-            num_gt=num_gt,
+            num_gt=len(gt_instances),
             stats={
-                "num_gt": float(num_gt),
+                "num_gt": float(len(gt_instances)),
                 "num_pos": num_pos,
-                "gt_without_pos": num_gt - covered,
+                "gt_without_pos": len(gt_instances) - covered,
             },
         )

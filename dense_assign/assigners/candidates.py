@@ -56,33 +56,13 @@ def k_smallest(values: Tensor, k: int) -> Tensor:
     m, n = values.shape
     if k <= 0 or m == 0:
         return torch.zeros((m, max(k, 0)), dtype=torch.long, device=values.device)
-    keep = k_smallest_mask(torch.nan_to_num(values, nan=math.inf), k)
-    return keep.nonzero(as_tuple=True)[1].view(m, k)
-
-
-def k_smallest_mask(values: Tensor, k) -> Tensor:
-    """(m, n) bool: the k smallest values of each row of (m, n) ``values`` (no NaN), among
-    equal values the lowest columns. ``k`` is an int or an (m,) int64 tensor, 0 <= k <= n.
-
-    The k-th smallest value of the row comes from ``topk``; every value below it is taken, and
-    of the values equal to it the first ones, as many as are still needed."""
-    m = values.shape[0]
-    if isinstance(k, Tensor):
-        kmax = int(k.max()) if m else 0
-        if kmax == 0:
-            return torch.zeros(values.shape, dtype=torch.bool, device=values.device)
-        top = values.topk(kmax, dim=1, largest=False, sorted=True).values
-        kth = top.gather(1, (k - 1).clamp(min=0)[:, None])
-        k = k[:, None]
-    else:
-        if k <= 0 or m == 0:
-            return torch.zeros(values.shape, dtype=torch.bool, device=values.device)
-        kth = values.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1, keepdim=True)
+    values = torch.nan_to_num(values, nan=math.inf)
+    kth = values.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1, keepdim=True)
     below = values < kth
     tied = values == kth
     need = k - below.sum(dim=1, keepdim=True)
     keep = below | (tied & (tied.cumsum(dim=1) <= need))
-    return keep & (k > 0) if isinstance(k, Tensor) else keep
+    return keep.nonzero(as_tuple=True)[1].view(m, k)
 
 
 #: Elements (GTs x the longest run among them) of one padded block of :func:`smallest_per_gt`.
