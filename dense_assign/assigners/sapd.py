@@ -76,6 +76,7 @@ level dominates the time and memory of a crowded image.
 
 import logging
 import math
+from contextlib import nullcontext
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -111,6 +112,10 @@ FSN_CONV_DIM = 256
 FSN_POOLER_RESOLUTION = 7
 #: samples per RoIAlign bin and axis: Mask R-CNN's RoIAlign ([7] of the paper), not in the paper.
 FSN_SAMPLING_RATIO = 2
+#: Above this many bytes of RoIAlign output (all levels of one image), the selection net's
+#: autograd graph does not keep it but pools again in the backward pass
+#: (:meth:`FeatureSelectionNet.forward`): 64 MiB, M of about 260 GTs at 256 channels.
+FSN_KEEP_POOLED_BYTES = 64 << 20
 #: std of the Gaussian initialization of the selection net (Sec. 3.4).
 FSN_INIT_STD = 0.01
 #: focal loss of the instance loss (Sec. 3.1, focal loss [15] with RetinaNet's alpha / gamma).
@@ -175,42 +180,86 @@ class FeatureSelectionNet(nn.Module):
             f"pooler_resolution={self.pooler_resolution}, sampling_ratio={self.sampling_ratio}"
         )
 
-    def _pooled_levels(self, features: Sequence[Tensor], boxes: Tensor, strides: Sequence[int]):
-        """The (M, C, S, S) RoIAlign features of the (M, 4) boxes, one level at a time."""
+    def _rois(self, features: Sequence[Tensor], boxes: Tensor) -> Tensor:
         if len(features) != self.num_levels:
             raise ValueError(
                 f"FeatureSelectionNet built for {self.num_levels} levels got {len(features)}"
             )
-        rois = torch.cat([boxes.new_zeros((len(boxes), 1)), boxes], dim=1)
-        for f, s in zip(features, strides):
-            yield roi_align(
-                f,
-                rois.to(f.dtype),
-                output_size=self.pooler_resolution,
-                spatial_scale=1.0 / s,
-                sampling_ratio=self.sampling_ratio,
-                aligned=True,
-            )
+        return torch.cat([boxes.new_zeros((len(boxes), 1)), boxes], dim=1)
+
+    def _pool_level(self, feature: Tensor, rois: Tensor, stride: int) -> Tensor:
+        """(M, C, S, S) RoIAlign features of one level."""
+        return roi_align(
+            feature,
+            rois.to(feature.dtype),
+            output_size=self.pooler_resolution,
+            spatial_scale=1.0 / stride,
+            sampling_ratio=self.sampling_ratio,
+            aligned=True,
+        )
 
     def pool(self, features: Sequence[Tensor], boxes: Tensor, strides: Sequence[int]) -> Tensor:
         """(M, L x C, S, S) RoIAlign features of the (M, 4) boxes on one image's levels: the
         input of Table 1 (:meth:`forward` never builds it, see there)."""
-        return torch.cat(list(self._pooled_levels(features, boxes, strides)), dim=1)
+        rois = self._rois(features, boxes)
+        return torch.cat([self._pool_level(f, rois, s) for f, s in zip(features, strides)], dim=1)
+
+    def _pooled_again(self, feature: Tensor, rois: Tensor, stride: int, pooled: Tensor):
+        """``saved_tensors_hooks`` under which a conv of ``pooled`` keeps, instead of ``pooled``,
+        what pools it again: the backward pass runs the RoIAlign of the level once more (bit for
+        bit the same values: the same kernel on the same inputs, in the dtype the conv saved).
+        RoIAlign's output is the bulk of the net's activations (M x 256 x 7 x 7 floats per level,
+        250 MB over five levels at M = 1000); the level's features are held by the detector
+        anyway."""
+        shape = pooled.shape
+
+        def pack(saved: Tensor):
+            if saved.shape != shape:  # the conv's weight
+                return saved
+            return saved.dtype
+
+        def unpack(packed):
+            if isinstance(packed, Tensor):
+                return packed
+            with torch.no_grad():
+                # rois rounded to the features' dtype, the pooling in float32, the result in the
+                # features' dtype: the forward's values, autocast or not (torchvision's autocast
+                # pools half features so); half features outside autocast, which detectron2 does
+                # not train with, would be pooled in float32 here, not in half
+                again = self._pool_level(
+                    feature.detach().float(), rois.to(feature.dtype).float(), stride
+                )
+            return again.to(feature.dtype).to(packed)
+
+        return pack, unpack
 
     def forward(self, features: Sequence[Tensor], boxes: Tensor, strides: Sequence[int]) -> Tensor:
         """Level logits (M, L) for the GT boxes of one image (features (1, C, H, W) per level).
 
         The first conv of the (M, L x C, S, S) concatenation equals the sum over levels of the
         conv of each level's features with that level's C input channels of the kernel; it is
-        computed so, level by level, and the concatenation (250 MB at M = 1000) is never held
-        beside its parts."""
+        computed so, level by level, and the concatenation (250 MB at M = 1000) is never built.
+        Each level's RoIAlign output is freed before the next level is pooled. When the
+        outputs of all levels together exceed ``FSN_KEEP_POOLED_BYTES`` (M above ~260 at
+        256 channels), the convs keep the means of pooling them again instead
+        (:meth:`_pooled_again`): the autograd graph then holds no RoIAlign output, and the
+        backward pass runs the RoIAlign again (README, "SAPD's memory at M = 1000"). Below the
+        bound the graph keeps them, as plain autograd would: same values either way, bit for
+        bit."""
         first = self.convs[0]
         c = self.in_channels
+        rois = self._rois(features, boxes)
+        s = self.pooler_resolution
+        size = len(boxes) * len(features) * c * s * s * features[0].element_size()
+        again = size > FSN_KEEP_POOLED_BYTES
         out = None
-        for i, pooled in enumerate(self._pooled_levels(features, boxes, strides)):
-            part = F.conv2d(pooled, first.weight[:, i * c : (i + 1) * c])
+        for i, (feature, stride) in enumerate(zip(features, strides)):
+            pooled = self._pool_level(feature, rois, stride)
+            hooks = self._pooled_again(feature, rois, stride, pooled) if again else None
+            with torch.autograd.graph.saved_tensors_hooks(*hooks) if hooks else nullcontext():
+                part = F.conv2d(pooled, first.weight[:, i * c : (i + 1) * c])
             out = part if out is None else out + part
-            del pooled, part  # freed before the next level's RoIAlign (the conv keeps its input)
+            del pooled, part
         x = self.convs[1:](out + first.bias[None, :, None, None])
         return self.fc(x.flatten(1))
 

@@ -469,6 +469,46 @@ def test_selection_net_architecture():
     assert out.shape == (1, 1280, 7, 7)
 
 
+@pytest.mark.parametrize("feature_grad", [False, True])
+def test_selection_net_pools_again_in_backward_above_the_bound(monkeypatch, feature_grad):
+    # above FSN_KEEP_POOLED_BYTES the graph keeps no RoIAlign output: the backward pass pools
+    # each level again, and the logits and every gradient are bit for bit those of the graph
+    # that keeps them
+    import dense_assign.assigners.sapd as sapd
+
+    g = torch.Generator().manual_seed(3)
+    net = FeatureSelectionNet(in_channels=16, num_levels=5)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    feats = [torch.randn(1, 16, -(-60 // 2**i), -(-90 // 2**i), generator=g) for i in range(5)]
+    feats = [f.requires_grad_(feature_grad) for f in feats]
+    xy = torch.rand(9, 2, generator=g) * 400
+    boxes = torch.cat([xy, xy + 4 + torch.rand(9, 2, generator=g) * 300], dim=1)
+    grad_out = torch.randn(9, 5, generator=g)
+    calls = []
+    pool_level = FeatureSelectionNet._pool_level
+    monkeypatch.setattr(
+        FeatureSelectionNet, "_pool_level", lambda *a: calls.append(1) or pool_level(*a)
+    )
+
+    def run(bound):
+        monkeypatch.setattr(sapd, "FSN_KEEP_POOLED_BYTES", bound)
+        calls.clear()
+        logits = net(feats, boxes, [8, 16, 32, 64, 128])
+        inputs = list(net.parameters()) + (feats if feature_grad else [])
+        grads = torch.autograd.grad(logits, inputs, grad_out)
+        return logits, grads, len(calls)
+
+    kept, kept_grads, kept_calls = run(1 << 40)
+    again, again_grads, again_calls = run(0)
+    assert (kept_calls, again_calls) == (5, 10)
+    assert torch.equal(kept, again)
+    assert len(kept_grads) == len(again_grads) == 8 + 5 * feature_grad
+    assert all(torch.equal(a, b) for a, b in zip(kept_grads, again_grads))
+    assert all(a.abs().sum() > 0 for a in again_grads)
+
+
 # ---------------------------------------------------------------------------- 8. configs
 def test_configs_follow_train_max_iter_and_variants():
     cfg = LazyConfig.load(str(REPO / "configs/Synthetic-Detection/sapd_R_18_FPN.py"))
