@@ -35,7 +35,7 @@ from detectron2.modeling.box_regression import Box2BoxTransformLinear
 from detectron2.structures import Instances
 from torch import Tensor, nn
 
-from ..structures import AssignResult, Priors, positives_per_gt
+from ..structures import AssignResult, Priors
 from .candidates import AllPairs, PriorGrid, pairs_in_chunks
 
 # Pairwise (GT x prior) work is done on chunks of GTs holding at most this many (GT, prior) pairs,
@@ -124,15 +124,22 @@ class BaseAssigner(nn.Module):
     def result_from_matches(
         self, gt_instances: Instances, matched_idxs: Tensor, ignore: Optional[Tensor] = None
     ) -> AssignResult:
-        """Build an AssignResult from per-prior GT indices (-1 = background)."""
-        pos = matched_idxs >= 0
-        safe = matched_idxs.clamp(min=0)
-        classes = gt_instances.gt_classes.index_select(0, safe)
-        labels = torch.where(pos, classes, torch.full_like(classes, self.num_classes))
+        """Build an AssignResult from per-prior GT indices (-1 = background).
+
+        Written from the positives' indices: with few positives (a sparse image) the labels and
+        boxes are filled in rather than gathered for every prior, which was a third of a
+        prediction-aware assigner's time at M = 1 (issue #20)."""
+        idx = (matched_idxs >= 0).nonzero().squeeze(1)
+        gt = matched_idxs.index_select(0, idx)
+        labels = torch.full_like(matched_idxs, self.num_classes)
         if ignore is not None:
-            labels = torch.where(ignore & ~pos, torch.full_like(labels, -1), labels)
-        boxes = gt_instances.gt_boxes.tensor.index_select(0, safe) * pos[:, None].to(torch.float32)
-        per_gt = positives_per_gt(matched_idxs, pos, len(gt_instances))
+            labels.masked_fill_(ignore, -1)  # the positives are written over it
+        labels.index_copy_(0, idx, gt_instances.gt_classes.index_select(0, gt).to(labels.dtype))
+        gt_boxes = gt_instances.gt_boxes.tensor
+        boxes = gt_boxes.new_zeros((len(matched_idxs), 4))
+        boxes.index_copy_(0, idx, gt_boxes.index_select(0, gt))
+        per_gt = torch.zeros(len(gt_instances), dtype=torch.long, device=gt.device)
+        per_gt.index_add_(0, gt, torch.ones_like(gt))
         # 0-dim tensors, not Python numbers: reading them on the host would synchronize a GPU
         num_pos = per_gt.sum().float()
         covered = (per_gt > 0).sum().float()

@@ -157,6 +157,35 @@ def run_blocks(counts: Tensor, max_elements: int) -> Iterator[Tuple[Tensor, int]
             yield rows[start : start + step], width
 
 
+class PriorRows:
+    """A per-prior quantity computed only for the priors that pairs ask for: ``compute(idx)``
+    gives the rows of the priors ``idx`` ((n, ...) values, each row depending on its prior
+    alone); :meth:`take` computes a prior's row the first time it is asked for and keeps it.
+
+    The priors no candidate pair reaches cost nothing: at M = 1 that is nearly all of them, and
+    a per-prior pass over every prior (the decoded boxes, a sum over the classes) was a fixed
+    cost of the prediction-aware assigners larger than detectron2's whole matching (issue
+    #20)."""
+
+    def __init__(self, num: int, compute, device):
+        self.num, self.compute = num, compute
+        #: (R, ...) the rows computed so far (their dtype and shape from the first ``compute``)
+        self.values: Optional[Tensor] = None
+        self.done = torch.zeros(num, dtype=torch.bool, device=device)
+
+    def take(self, prior_idx: Tensor) -> Tensor:
+        """(P, ...) the rows of the priors ``prior_idx``, computing those not asked for before."""
+        need = torch.zeros_like(self.done).index_fill_(0, prior_idx, True) & ~self.done
+        new = need.nonzero().squeeze(1)
+        if len(new) or self.values is None:
+            rows = self.compute(new)
+            if self.values is None:
+                self.values = rows.new_full((self.num,) + tuple(rows.shape[1:]), math.nan)
+            self.values.index_copy_(0, new, rows)
+            self.done |= need
+        return self.values.index_select(0, prior_idx)
+
+
 class BestPerPrior:
     """Per prior, the highest score over the (GT, prior) pairs fed to :meth:`update` and its GT
     index, ties to the lowest GT index; -inf / -1 for a prior without pairs. Pairs can come in

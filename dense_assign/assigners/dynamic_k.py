@@ -31,7 +31,7 @@ from torch import Tensor
 from ..box_ops import pair_iou
 from ..structures import AssignResult, DensePredictions, Priors
 from .base import BaseAssigner
-from .candidates import BestPerPrior, PriorGrid, Windows, smallest_per_gt
+from .candidates import BestPerPrior, PriorGrid, PriorRows, Windows, smallest_per_gt
 
 #: (priors x classes) elements of one block when a per-prior sum over classes is computed
 #: (:func:`class_sums`): 16 MB of float32 per temporary.
@@ -146,29 +146,15 @@ def class_sums(logits: Tensor, fn) -> Tensor:
     return out
 
 
-class PriorClassSums:
+class PriorClassSums(PriorRows):
     """:func:`class_sums` of the rows of ``logits``, computed for a prior the first time a pair
-    asks for it (:meth:`take`). The priors that no candidate pair reaches cost nothing: at M = 1
-    that is nearly all of them, and the sum over every prior's K class terms was the fixed cost
-    of these assigners (issue #20). A row's sum does not depend on which rows are computed with
-    it, so the values are :func:`class_sums`'s."""
+    asks for it (:class:`~.candidates.PriorRows`). A row's sum does not depend on which rows are
+    computed with it, so the values are :func:`class_sums`'s."""
 
     def __init__(self, logits: Tensor, fn):
-        self.logits, self.fn = logits, fn
-        num = len(logits)
-        #: (R,) float64: the sums taken so far, NaN for the priors not asked for
-        self.values = torch.full((num,), math.nan, dtype=torch.float64, device=logits.device)
-        self.done = torch.zeros(num, dtype=torch.bool, device=logits.device)
-
-    def take(self, prior_idx: Tensor) -> Tensor:
-        """(P,) the sums of the priors ``prior_idx``, computing those not asked for before."""
-        need = torch.zeros_like(self.done).index_fill_(0, prior_idx, True) & ~self.done
-        new = need.nonzero().squeeze(1)
-        if len(new):
-            sums = class_sums(self.logits.index_select(0, new), self.fn)
-            self.values.index_copy_(0, new, sums)
-            self.done |= need
-        return self.values.index_select(0, prior_idx)
+        super().__init__(
+            len(logits), lambda idx: class_sums(logits.index_select(0, idx), fn), logits.device
+        )
 
 
 def pair_logits(logits: Tensor, prior_idx: Tensor, classes: Tensor) -> Tensor:
@@ -218,9 +204,17 @@ class DynamicKAssigner(BaseAssigner):
         raise NotImplementedError
 
     # -------------------------------------------------------------- assignment
-    def predicted_boxes(self, priors: Priors, predictions: DensePredictions) -> Tensor:
-        """(R, 4) the head's decoded boxes, detached (data for the assignment)."""
-        return self.decode_boxes(predictions.deltas.detach().float(), priors.boxes.float())
+    def predicted_boxes(self, priors: Priors, predictions: DensePredictions) -> PriorRows:
+        """The head's decoded boxes, detached (data for the assignment): (n, 4) rows taken for
+        the priors of the pairs (and of the positives) only."""
+        deltas = predictions.deltas.detach()
+        return PriorRows(
+            len(priors),
+            lambda idx: self.decode_boxes(
+                deltas.index_select(0, idx).float(), priors.boxes.index_select(0, idx).float()
+            ),
+            deltas.device,
+        )
 
     def pairs(self, priors, gt_boxes, gt_classes, pred_boxes, terms):
         """Chunks of candidate pairs with their IoU and cost, for :func:`match_dynamic_k`."""
@@ -232,7 +226,7 @@ class DynamicKAssigner(BaseAssigner):
             keep = keep.nonzero().squeeze(1)
             gt_idx, prior_idx = gt_idx.index_select(0, keep), prior_idx.index_select(0, keep)
             extra = {name: value.index_select(0, keep) for name, value in extra.items()}
-            iou = pair_iou(pred_boxes.index_select(0, prior_idx), gt_boxes.index_select(0, gt_idx))
+            iou = pair_iou(pred_boxes.take(prior_idx), gt_boxes.index_select(0, gt_idx))
             iou = iou.nan_to_num(nan=0.0)
             cost = self.pair_cost(
                 priors, terms, gt_boxes, gt_classes, gt_idx, prior_idx, iou, extra
@@ -271,11 +265,11 @@ class DynamicKAssigner(BaseAssigner):
         """The hard labels of ``matched``, with the IoU of each positive's predicted box with its
         GT as its soft classification target (0 elsewhere, never read)."""
         result = self.result_from_matches(gt_instances, matched)
-        pos = matched >= 0
-        gt = gt_instances.gt_boxes.tensor.index_select(0, matched.clamp(min=0))
-        iou = pair_iou(pred_boxes, gt).nan_to_num(nan=0.0)
-        result.cls_targets = torch.where(pos, iou, torch.zeros_like(iou))
+        pos = (matched >= 0).nonzero().squeeze(1)
+        gt = gt_instances.gt_boxes.tensor.index_select(0, matched.index_select(0, pos))
+        iou = pair_iou(pred_boxes.take(pos), gt).nan_to_num(nan=0.0)
+        result.cls_targets = iou.new_zeros(len(matched)).index_copy_(0, pos, iou)
         num_has = has.sum()
         result.stats["dynamic_k_mean"] = (ks * has).sum().float() / num_has.clamp(min=1).float()
-        result.stats["pos_iou_mean"] = result.cls_targets.sum() / pos.sum().clamp(min=1).float()
+        result.stats["pos_iou_mean"] = iou.sum() / max(len(pos), 1)
         return result

@@ -76,7 +76,7 @@ from torch import Tensor
 from ..box_ops import ltrb, pair_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import AssignResult, DensePredictions, Priors
-from .candidates import BestPerPrior, PriorGrid, Windows
+from .candidates import BestPerPrior, PriorGrid, PriorRows, Windows
 from .dynamic_k import PriorClassSums, dynamic_ks, pair_logits
 from .simota import SimOTAAssigner
 
@@ -326,7 +326,7 @@ class OTAAssigner(SimOTAAssigner):
         parts = []
 
         def values(g, p, for_k):
-            iou = pair_iou(pred_boxes.index_select(0, p), gt_boxes.index_select(0, g))
+            iou = pair_iou(pred_boxes.take(p), gt_boxes.index_select(0, g))
             iou = iou.nan_to_num(nan=0.0)
             cost = self.pair_cost(priors, terms, gt_boxes, gt_classes, g, p, iou, {})
             parts.append((g, p, iou, cost, iou if for_k else torch.zeros_like(iou)))
@@ -352,8 +352,9 @@ class OTAAssigner(SimOTAAssigner):
         order = torch.sort(g * max(len(priors), 1) + p).indices  # one order, whatever the chunks
         return g[order], p[order], iou[order], cost[order], k_iou[order], both
 
-    def transport(self, priors: Priors, gt_instances, predictions) -> Tuple[TransportPlan, Tensor]:
-        """The image's transport problem and its plan, and the (R, 4) decoded predicted boxes."""
+    def transport(self, priors: Priors, gt_instances, predictions) -> Tuple[TransportPlan, PriorRows]:
+        """The image's transport problem and its plan, and the decoded predicted boxes
+        (:meth:`predicted_boxes`)."""
         gt_boxes = gt_instances.gt_boxes.tensor
         gt_classes = gt_instances.gt_classes
         M, R = len(gt_boxes), len(priors)
