@@ -184,6 +184,23 @@ def _focal(x, y):
     return 0.75 * p**2 * -math.log(1 - p)
 
 
+@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (-1.0, 2.0), (0.5, 0.0), (0.25, 1.5)])
+def test_focal_against_a_constant_is_fvcores_to_the_last_bit(alpha, gamma):
+    a = OTAAssigner(num_classes=K, focal_alpha=alpha, focal_gamma=gamma)
+    g = torch.Generator().manual_seed(0)
+    extreme = [0.0, -0.0, 1e-30, -1e-30, 17.0, -17.0, 88.7, -88.7, 104.0, -104.0, 1e10, -1e10]
+    x = torch.cat(
+        [
+            torch.randn(20000, generator=g) * 4,
+            torch.randn(20000, generator=g) * 40,
+            torch.tensor(extreme + [math.inf, -math.inf, math.nan]),
+        ]
+    ).view(-1, 5)
+    for target in (0.0, 1.0):
+        ref = sigmoid_focal_loss(x, torch.full_like(x, target), alpha=alpha, gamma=gamma)
+        assert torch.equal(a.focal(x, target).nan_to_num(nan=-1.0), ref.nan_to_num(nan=-1.0))
+
+
 def test_hand_case_global_choice():
     priors, preds = _hand_inputs()
     # A = [0, 0, 16, 16], B = [8, 8, 24, 24], both class 0. Centre squares of half-side 20 hold
