@@ -359,7 +359,9 @@ class OTAAssigner(SimOTAAssigner):
         order = torch.sort(g * max(len(priors), 1) + p).indices  # one order, whatever the chunks
         return g[order], p[order], iou[order], cost[order], k_iou[order], both
 
-    def transport(self, priors: Priors, gt_instances, predictions) -> Tuple[TransportPlan, PriorRows]:
+    def transport(
+        self, priors: Priors, gt_instances, predictions
+    ) -> Tuple[TransportPlan, PriorRows]:
         """The image's transport problem and its plan, and the decoded predicted boxes
         (:meth:`predicted_boxes`)."""
         gt_boxes = gt_instances.gt_boxes.tensor
