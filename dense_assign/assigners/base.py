@@ -35,7 +35,7 @@ from detectron2.modeling.box_regression import Box2BoxTransformLinear
 from detectron2.structures import Instances
 from torch import Tensor, nn
 
-from ..structures import AssignResult, Priors
+from ..structures import AssignResult, Priors, positives_per_gt
 from .candidates import AllPairs, PriorGrid, pairs_in_chunks
 
 # Pairwise (GT x prior) work is done on chunks of GTs holding at most this many (GT, prior) pairs,
@@ -45,6 +45,44 @@ DEFAULT_CHUNK_PAIRS = 1 << 22
 #: The box decoding of an assigner used outside a detector: (l, t, r, b) = relu(output) x stride,
 #: the point models' (FCOS-style) decoding.
 DEFAULT_BOX_TRANSFORM = Box2BoxTransformLinear(normalize_by_size=True)
+
+
+def match_tensors(
+    matched_idxs: Tensor,
+    gt_classes: Tensor,
+    gt_boxes: Tensor,
+    num_classes: int,
+    ignore: Optional[Tensor] = None,
+    from_positives: bool = True,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """(R,) labels, (R, 4) matched GT boxes (zeros off the positives) and (M,) positives per GT
+    of per-prior GT indices (-1: background; labels -1 where ``ignore`` and not a positive).
+
+    Two ways to the same tensors. ``from_positives``: the positives' indices first, then the
+    labels and boxes filled in at them, which on a CPU costs a fraction of a gather over every
+    prior when positives are few (issue #20: the gather was a third of a prediction-aware
+    assigner's time at M = 1), but reads the number of positives, a synchronization on a GPU.
+    Otherwise: gathers over every prior, of fixed shape (what the GPU path uses)."""
+    num_gt = len(gt_classes)
+    if from_positives:
+        idx = (matched_idxs >= 0).nonzero().squeeze(1)
+        gt = matched_idxs.index_select(0, idx)
+        labels = torch.full_like(matched_idxs, num_classes)
+        if ignore is not None:
+            labels.masked_fill_(ignore, -1)  # the positives are written over it
+        labels.index_copy_(0, idx, gt_classes.index_select(0, gt).to(labels.dtype))
+        boxes = gt_boxes.new_zeros((len(matched_idxs), 4))
+        boxes.index_copy_(0, idx, gt_boxes.index_select(0, gt))
+        per_gt = torch.zeros(num_gt, dtype=torch.long, device=gt.device)
+        return labels, boxes, per_gt.index_add_(0, gt, torch.ones_like(gt))
+    pos = matched_idxs >= 0
+    safe = matched_idxs.clamp(min=0)
+    classes = gt_classes.index_select(0, safe)
+    labels = torch.where(pos, classes, torch.full_like(classes, num_classes))
+    if ignore is not None:
+        labels = torch.where(ignore & ~pos, torch.full_like(labels, -1), labels)
+    boxes = torch.where(pos[:, None], gt_boxes.index_select(0, safe), gt_boxes.new_zeros(()))
+    return labels, boxes, positives_per_gt(matched_idxs, pos, num_gt)
 
 
 class BaseAssigner(nn.Module):
@@ -124,22 +162,15 @@ class BaseAssigner(nn.Module):
     def result_from_matches(
         self, gt_instances: Instances, matched_idxs: Tensor, ignore: Optional[Tensor] = None
     ) -> AssignResult:
-        """Build an AssignResult from per-prior GT indices (-1 = background).
-
-        Written from the positives' indices: with few positives (a sparse image) the labels and
-        boxes are filled in rather than gathered for every prior, which was a third of a
-        prediction-aware assigner's time at M = 1 (issue #20)."""
-        idx = (matched_idxs >= 0).nonzero().squeeze(1)
-        gt = matched_idxs.index_select(0, idx)
-        labels = torch.full_like(matched_idxs, self.num_classes)
-        if ignore is not None:
-            labels.masked_fill_(ignore, -1)  # the positives are written over it
-        labels.index_copy_(0, idx, gt_instances.gt_classes.index_select(0, gt).to(labels.dtype))
-        gt_boxes = gt_instances.gt_boxes.tensor
-        boxes = gt_boxes.new_zeros((len(matched_idxs), 4))
-        boxes.index_copy_(0, idx, gt_boxes.index_select(0, gt))
-        per_gt = torch.zeros(len(gt_instances), dtype=torch.long, device=gt.device)
-        per_gt.index_add_(0, gt, torch.ones_like(gt))
+        """Build an AssignResult from per-prior GT indices (-1 = background)."""
+        labels, boxes, per_gt = match_tensors(
+            matched_idxs,
+            gt_instances.gt_classes,
+            gt_instances.gt_boxes.tensor,
+            self.num_classes,
+            ignore,
+            from_positives=matched_idxs.device.type == "cpu",
+        )
         # 0-dim tensors, not Python numbers: reading them on the host would synchronize a GPU
         num_pos = per_gt.sum().float()
         covered = (per_gt > 0).sum().float()

@@ -45,6 +45,13 @@ call, recorded by ``torch.profiler.profile(profile_memory=True)`` in a separate 
 Both count tensors only (what the call allocates beyond its inputs), not the allocator's cache
 or the process's other memory.
 
+``--paired`` times each row's calls in alternation with detectron2 FCOS's on the same boxes (row,
+detectron2, row, ...) and divides the two medians of that series: on a machine whose speed
+drifts, a ratio from calls seconds apart instead of minutes apart (each row then also costs
+``--repeats`` calls of detectron2's FCOS: about 3 minutes more at M = 1000 on one CPU thread). The
+detectron2 FCOS row keeps its own measurement; the JSON keeps each pair's detectron2 median
+(``d2_fcos_paired_ms``).
+
 ``--spread A.json B.json ...`` measures nothing: it reads the assignment part of earlier runs and
 prints, per assigner and M, the range over the runs of detectron2 FCOS's time divided by the
 assigner's in the same run (on a machine whose speed drifts, one run's ratios can be off by a
@@ -140,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOP",
         help="also profile one call of each assigner at the largest M (torch.profiler) and print "
         "its TOP operators by self time (default 0: no profile)",
+    )
+    g.add_argument(
+        "--paired",
+        action="store_true",
+        help="time each row in alternation with detectron2's FCOS at the same M and take the "
+        "ratio from those two medians (default: detectron2's FCOS row, timed on its own)",
     )
     g.add_argument(
         "--box-sides",

@@ -181,3 +181,31 @@ def test_priors_level_starts():
     for level, start in enumerate(priors.level_starts):
         assert int(priors.levels[start]) == level
         assert start == 0 or int(priors.levels[start - 1]) == level - 1
+
+
+def test_match_tensors_from_positives_equal_the_fixed_shape_gathers():
+    # the CPU builds labels and boxes from the positives' indices, a GPU with fixed-shape
+    # gathers (no read of the number of positives): the same tensors
+    from dense_assign.assigners.base import match_tensors
+
+    g = torch.Generator().manual_seed(0)
+    M, R, K = 7, 500, 5
+    boxes = torch.rand(M, 4, generator=g) * 100
+    boxes[:, 2:] += boxes[:, :2]
+    classes = torch.randint(0, K, (M,), generator=g)
+    matched = torch.randint(-1, M - 2, (R,), generator=g)  # GTs M-2, M-1 without a positive
+    matched[torch.rand(R, generator=g) < 0.6] = -1
+    ignore = torch.rand(R, generator=g) < 0.3
+    for ign in (None, ignore):
+        a = match_tensors(matched, classes, boxes, K, ign, from_positives=True)
+        b = match_tensors(matched, classes, boxes, K, ign, from_positives=False)
+        assert all(torch.equal(x, y) and x.dtype == y.dtype for x, y in zip(a, b))
+        labels, matched_boxes, per_gt = a
+        pos = matched >= 0
+        assert torch.equal(labels[pos], classes[matched[pos]])
+        expect = torch.full_like(labels[~pos], K) if ign is None else torch.where(ign[~pos], -1, K)
+        assert torch.equal(labels[~pos], expect)
+        assert torch.equal(matched_boxes[pos], boxes[matched[pos]])
+        assert (matched_boxes[~pos] == 0).all()
+        assert per_gt.tolist() == [int((matched == i).sum()) for i in range(M)]
+        assert per_gt[-2:].tolist() == [0, 0] and per_gt.sum() > 0

@@ -223,6 +223,38 @@ def test_benchmark_selected_assigners_and_their_profile(tmp_path, capsys):
     assert "--spread: cannot read" in err and "missing.json" in err
 
 
+def test_benchmark_paired_times_each_row_next_to_detectron2(tmp_path, capsys):
+    """--paired: each row's calls alternate with detectron2 FCOS's on the same boxes, and the
+    ratio divides the two medians of that series (kept in the JSON); detectron2 FCOS's own row
+    is timed alone."""
+    from dense_assign.tools import benchmark
+    from dense_assign.tools.bench import D2_FCOS, D2_RETINANET
+    from dense_assign.tools.bench.timing import paired_median_times
+
+    calls = []
+    a, b = paired_median_times(
+        lambda: calls.append("fn"), lambda: calls.append("ref"), "cpu", repeats=3, warmup=1
+    )
+    assert calls == ["fn", "ref"] * 4 and a >= 0 and b >= 0
+
+    out = tmp_path / "bench.json"
+    argv = ["--image-size", "256", "320", "--repeats", "2", "--warmup", "0", "--no-memory"]
+    argv += ["--num-gt", "1", "3", "--parts", "assign", "--assigners", "FCOSAssigner"]
+    benchmark.main(argv + ["--paired", "--output", str(out)])
+    assert "x detectron2 FCOS timed in alternation with each row" in capsys.readouterr().out
+    data = json.loads(out.read_text())["assign"]
+    assert data["paired"] is True
+    rows = {r["name"]: r for r in data["rows"]}
+    for name in ("FCOSAssigner", D2_RETINANET):
+        for res in rows[name]["results"].values():
+            assert res["d2_fcos_paired_ms"] > 0
+            assert res["ratio_to_d2_fcos"] == pytest.approx(
+                res["time_ms"] / res["d2_fcos_paired_ms"]
+            )
+    for res in rows[D2_FCOS]["results"].values():
+        assert "d2_fcos_paired_ms" not in res and res["ratio_to_d2_fcos"] == 1.0
+
+
 def test_benchmark_train_and_inference_rows(tmp_path):
     """The model parts, tiny: one row per config plus detectron2's FCOS and RetinaNet, ratios
     to detectron2's FCOS, and images/s consistent with the time per call."""

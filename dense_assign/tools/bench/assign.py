@@ -19,7 +19,7 @@ import torch
 from .. import ToolError, priors_for_image_size
 from . import D2_FCOS, D2_RETINANET, NUM_CLASSES, SIZE_DIVISIBILITY
 from .data import random_gt, random_predictions
-from .timing import mb, median_time, op_breakdown, peak_extra_memory
+from .timing import mb, median_time, op_breakdown, paired_median_times, peak_extra_memory
 
 logger = logging.getLogger("dense_assign.tools.benchmark")
 
@@ -179,6 +179,14 @@ def dense_assign_cases(image_size, device, generator, num_classes=NUM_CLASSES) -
     return cases
 
 
+def _without_grad(fn: Callable[[], object]) -> Callable[[], object]:
+    def run():
+        with torch.no_grad():
+            return fn()
+
+    return run
+
+
 def bench_assign(args, device) -> Dict:
     """The assignment part's results (the JSON's ``assign``) for the command line's ``args``:
     a row per case with, per M of ``--num-gt``, the median time, the peak extra memory and the
@@ -201,6 +209,7 @@ def bench_assign(args, device) -> Dict:
         m: random_gt(m, image_size, NUM_CLASSES, generator, tuple(args.box_sides), device)
         for m in args.num_gt
     }
+    d2_fcos = next(c for c in cases if c.name == D2_FCOS)
     rows = []
     for case in cases:
         row = {
@@ -212,11 +221,18 @@ def bench_assign(args, device) -> Dict:
             "results": {},
         }
         for m, gt in gts.items():
+            res = row["results"][str(m)] = {}
             with torch.no_grad() if not case.prediction_aware else contextlib.nullcontext():
                 fn = lambda: case.run(gt)  # noqa: E731
-                seconds = median_time(fn, device, args.repeats, args.warmup)
+                if args.paired and case is not d2_fcos:
+                    ref = _without_grad(lambda: d2_fcos.run(gt))
+                    seconds, ref_s = paired_median_times(fn, ref, device, args.repeats, args.warmup)
+                    res["d2_fcos_paired_ms"] = ref_s * 1e3
+                    res["ratio_to_d2_fcos"] = seconds / ref_s
+                else:
+                    seconds = median_time(fn, device, args.repeats, args.warmup)
                 mem = peak_extra_memory(fn, device) if args.memory else None
-            row["results"][str(m)] = {"time_ms": seconds * 1e3, "peak_mem_mb": mb(mem)}
+            res.update({"time_ms": seconds * 1e3, "peak_mem_mb": mb(mem)})
             logger.info(
                 f"assign {case.name} M={m}: {seconds * 1e3:.2f} ms"
                 + (f", peak {mb(mem):.1f} MB" if mem is not None else "")
@@ -232,7 +248,8 @@ def bench_assign(args, device) -> Dict:
     ref = next(r for r in rows if r["name"] == D2_FCOS)
     for row in rows:
         for m, res in row["results"].items():
-            res["ratio_to_d2_fcos"] = res["time_ms"] / ref["results"][m]["time_ms"]
+            if "ratio_to_d2_fcos" not in res:  # --paired gave it already
+                res["ratio_to_d2_fcos"] = res["time_ms"] / ref["results"][m]["time_ms"]
     return {
         "image_size": list(image_size),
         "padded_to": SIZE_DIVISIBILITY,
@@ -242,5 +259,6 @@ def bench_assign(args, device) -> Dict:
         "repeats": args.repeats,
         "warmup": args.warmup,
         "profile_top": args.profile,
+        "paired": bool(args.paired),
         "rows": rows,
     }

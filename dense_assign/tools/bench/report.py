@@ -26,9 +26,10 @@ def _assign_table(a: Dict) -> List[str]:
                 f"{fmt(r['peak_mem_mb'], '{:.1f}')}"
             )
         rows.append(cells)
+    paired = " timed in alternation with each row" if a.get("paired") else ""
     title = (
         f"\n### Label assignment, one {h}x{w} image, K={a['num_classes']}: median ms "
-        f"(x detectron2 FCOS) / peak extra MB\n"
+        f"(x detectron2 FCOS{paired}) / peak extra MB\n"
     )
     return [title, pipe_table(head, rows)] + _profile_tables(a)
 

@@ -12,7 +12,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -45,6 +45,29 @@ def median_time(fn: Callable[[], object], device, repeats: int, warmup: int) -> 
         times.append(time.perf_counter() - start)
         del out
     return statistics.median(times)
+
+
+def paired_median_times(
+    fn: Callable[[], object], ref: Callable[[], object], device, repeats: int, warmup: int
+) -> Tuple[float, float]:
+    """Median wall times (seconds) of ``fn()`` and ``ref()`` called in alternation (fn, ref, fn,
+    ref, ...; ``repeats`` timed calls each, after ``warmup`` of each): both medians then see the
+    same drift of the machine's speed, so their ratio does not carry it."""
+    for _ in range(warmup):
+        out = fn()
+        del out
+        out = ref()
+        del out
+    times: Tuple[list, list] = ([], [])
+    for _ in range(max(1, repeats)):
+        for f, spent in zip((fn, ref), times):
+            _sync(device)
+            start = time.perf_counter()
+            out = f()
+            _sync(device)
+            spent.append(time.perf_counter() - start)
+            del out
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def mb(nbytes: Optional[int]) -> Optional[float]:
