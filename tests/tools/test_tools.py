@@ -229,11 +229,11 @@ def test_benchmark_paired_times_each_row_next_to_detectron2(tmp_path, capsys):
     is timed alone."""
     from dense_assign.tools import benchmark
     from dense_assign.tools.bench import D2_FCOS, D2_RETINANET
-    from dense_assign.tools.bench.timing import paired_median_times
+    from dense_assign.tools.bench.timing import median_times
 
     calls = []
-    a, b = paired_median_times(
-        lambda: calls.append("fn"), lambda: calls.append("ref"), "cpu", repeats=3, warmup=1
+    a, b = median_times(
+        [lambda: calls.append("fn"), lambda: calls.append("ref")], "cpu", repeats=3, warmup=1
     )
     assert calls == ["fn", "ref"] * 4 and a >= 0 and b >= 0
 

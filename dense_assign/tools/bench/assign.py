@@ -19,7 +19,7 @@ import torch
 from .. import ToolError, priors_for_image_size
 from . import D2_FCOS, D2_RETINANET, NUM_CLASSES, SIZE_DIVISIBILITY
 from .data import random_gt, random_predictions
-from .timing import mb, median_time, op_breakdown, paired_median_times, peak_extra_memory
+from .timing import mb, median_time, median_times, op_breakdown, peak_extra_memory
 
 logger = logging.getLogger("dense_assign.tools.benchmark")
 
@@ -226,7 +226,7 @@ def bench_assign(args, device) -> Dict:
                 fn = lambda: case.run(gt)  # noqa: E731
                 if args.paired and case is not d2_fcos:
                     ref = _without_grad(lambda: d2_fcos.run(gt))
-                    seconds, ref_s = paired_median_times(fn, ref, device, args.repeats, args.warmup)
+                    seconds, ref_s = median_times([fn, ref], device, args.repeats, args.warmup)
                     res["d2_fcos_paired_ms"] = ref_s * 1e3
                     res["ratio_to_d2_fcos"] = seconds / ref_s
                 else:

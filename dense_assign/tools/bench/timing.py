@@ -12,7 +12,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -30,44 +30,32 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_time(fn: Callable[[], object], device, repeats: int, warmup: int) -> float:
-    """Median wall time (seconds) of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+def median_times(
+    fns: Sequence[Callable[[], object]], device, repeats: int, warmup: int
+) -> List[float]:
+    """Median wall time (seconds) of each of ``fns`` over ``repeats`` calls after ``warmup`` calls,
+    the functions called in turn (a, b, a, b, ...): with two, both medians see the same drift of
+    the machine's speed, so their ratio does not carry it (``benchmark --paired``)."""
     for _ in range(warmup):
-        out = fn()
-        del out
+        for fn in fns:
+            out = fn()
+            del out
     _sync(device)
-    times = []
+    times: List[List[float]] = [[] for _ in fns]
     for _ in range(max(1, repeats)):
-        _sync(device)
-        start = time.perf_counter()
-        out = fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-        del out
-    return statistics.median(times)
-
-
-def paired_median_times(
-    fn: Callable[[], object], ref: Callable[[], object], device, repeats: int, warmup: int
-) -> Tuple[float, float]:
-    """Median wall times (seconds) of ``fn()`` and ``ref()`` called in alternation (fn, ref, fn,
-    ref, ...; ``repeats`` timed calls each, after ``warmup`` of each): both medians then see the
-    same drift of the machine's speed, so their ratio does not carry it."""
-    for _ in range(warmup):
-        out = fn()
-        del out
-        out = ref()
-        del out
-    times: Tuple[list, list] = ([], [])
-    for _ in range(max(1, repeats)):
-        for f, spent in zip((fn, ref), times):
+        for fn, spent in zip(fns, times):
             _sync(device)
             start = time.perf_counter()
-            out = f()
+            out = fn()
             _sync(device)
             spent.append(time.perf_counter() - start)
             del out
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [statistics.median(t) for t in times]
+
+
+def median_time(fn: Callable[[], object], device, repeats: int, warmup: int) -> float:
+    """Median wall time (seconds) of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    return median_times([fn], device, repeats, warmup)[0]
 
 
 def mb(nbytes: Optional[int]) -> Optional[float]:
