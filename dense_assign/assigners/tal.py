@@ -41,7 +41,7 @@ crowded inputs (``tests/assigners/test_tal.py``).
 """
 
 import math
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ from ..box_ops import ltrb, pair_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import AssignResult, Priors
 from .base import BaseAssigner
-from .candidates import AllPairs, BestPerPrior, pairs_in_chunks, smallest_per_gt
+from .candidates import AllPairs, BestPerPrior, PriorRows, pairs_in_chunks, smallest_per_gt
 
 #: Positives per GT, m (TOOD Sec. 3.2; official config topk = 13).
 TAL_TOPK = 13
@@ -140,11 +140,12 @@ class TaskAlignedAssigner(BaseAssigner):
 
     # ------------------------------------------------------------------------- candidates
     def candidate_pairs(
-        self, priors: Priors, gt_boxes: Tensor, pred_boxes: Tensor
+        self, priors: Priors, gt_boxes: Tensor, pred_boxes: Optional[Tensor]
     ) -> Iterator[Tuple[Tensor, Tensor]]:
         """Chunks of whole GTs of (gt_idx, prior_idx) pairs, a superset of the pairs the rule can
         select: the priors whose centre window covers the GT box on every level ("inside"), or
-        whose predicted box can overlap the GT ("all"; every pair when that bound is unusable)."""
+        whose predicted box can overlap the GT ("all"; every pair when that bound is unusable).
+        ``pred_boxes`` (R, 4), every prior's decoded box, is read by "all" only."""
         num_gt, num_priors = len(gt_boxes), len(priors)
         L = priors.num_levels
         if self.topk_over == "inside":
@@ -183,7 +184,7 @@ class TaskAlignedAssigner(BaseAssigner):
         gt_boxes: Tensor,
         gt_classes: Tensor,
         logits: Tensor,
-        pred_boxes: Tensor,
+        pred_boxes: PriorRows,
         gt_idx: Tensor,
         prior_idx: Tensor,
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -195,7 +196,7 @@ class TaskAlignedAssigner(BaseAssigner):
             keep = inside.nonzero().squeeze(1)
             gt_idx, prior_idx, boxes = _take(keep, gt_idx, prior_idx, boxes)
             inside = None
-        ious = pair_iou(pred_boxes.index_select(0, prior_idx), boxes)
+        ious = pair_iou(pred_boxes.take(prior_idx), boxes)
         flat = prior_idx * self.num_classes + gt_classes.index_select(0, gt_idx)
         log_t = self.log_metric(logits.reshape(-1).index_select(0, flat), ious)
         # the top k among the pairs with t > 0: those with t = 0 (or NaN) rank last (+inf), so
@@ -215,11 +216,24 @@ class TaskAlignedAssigner(BaseAssigner):
         device = gt_boxes.device
         # the predictions are data here: no gradient flows through the assignment
         logits = predictions.logits.detach().float()
-        pred_boxes = self.decode_boxes(predictions.deltas.detach().float(), priors.boxes)
+        deltas = predictions.deltas.detach().float()
+        # decoded for the priors of the pairs only ("inside"), or for every prior ("all", whose
+        # candidate windows read every prior's box)
+        pred_boxes = PriorRows(
+            num_priors,
+            lambda idx: self.decode_boxes(
+                deltas.index_select(0, idx), priors.boxes.index_select(0, idx)
+            ),
+            device,
+        )
+        every = None
+        if self.topk_over == "all":
+            every = pred_boxes.take(torch.arange(num_priors, device=device))
         empty = torch.zeros(0, dtype=torch.long, device=device)
-        picked = [[empty], [empty], [pred_boxes.new_zeros(0)], [pred_boxes.new_zeros(0)]]
+        zero = logits.new_zeros(0)
+        picked = [[empty], [empty], [zero], [zero]]
         num_pairs = 0
-        for g, p in self.candidate_pairs(priors, gt_boxes, pred_boxes):
+        for g, p in self.candidate_pairs(priors, gt_boxes, every):
             num_pairs += len(g)
             for part, values in zip(
                 picked, self.select(priors, gt_boxes, gt_classes, logits, pred_boxes, g, p)
