@@ -36,7 +36,7 @@ from detectron2.structures import Instances
 from torch import Tensor, nn
 
 from ..structures import AssignResult, Priors, positives_per_gt
-from .candidates import AllPairs, PriorGrid, pairs_in_chunks
+from .candidates import AllPairs, PriorGrid, PriorRows, pairs_in_chunks
 
 # Pairwise (GT x prior) work is done on chunks of GTs holding at most this many (GT, prior) pairs,
 # so that a 1000-GT image at 800x1333 (22,400 points or 201,600
@@ -117,6 +117,19 @@ class BaseAssigner(nn.Module):
         """Predicted boxes from the head's (n, 4) box outputs at (n, 4) prior boxes."""
         transform = self.box2box_transform or DEFAULT_BOX_TRANSFORM
         return transform.apply_deltas(deltas, boxes)
+
+    def predicted_boxes(self, priors: Priors, predictions) -> PriorRows:
+        """The head's decoded boxes, detached and in float32 (data for an assignment), as
+        :class:`~.candidates.PriorRows`: a prior's box is decoded the first time a pair (or a
+        positive) asks for it, so a sparse image decodes a handful of priors, not all."""
+        deltas = predictions.deltas.detach()
+        return PriorRows(
+            len(priors),
+            lambda idx: self.decode_boxes(
+                deltas.index_select(0, idx).float(), priors.boxes.index_select(0, idx).float()
+            ),
+            deltas.device,
+        )
 
     def prior_grid(self, priors: Priors):
         """The priors' :class:`~.candidates.PriorGrid`, or None (not laid out on a grid)."""

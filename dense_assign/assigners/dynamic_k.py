@@ -204,18 +204,6 @@ class DynamicKAssigner(BaseAssigner):
         raise NotImplementedError
 
     # -------------------------------------------------------------- assignment
-    def predicted_boxes(self, priors: Priors, predictions: DensePredictions) -> PriorRows:
-        """The head's decoded boxes, detached (data for the assignment): (n, 4) rows taken for
-        the priors of the pairs (and of the positives) only."""
-        deltas = predictions.deltas.detach()
-        return PriorRows(
-            len(priors),
-            lambda idx: self.decode_boxes(
-                deltas.index_select(0, idx).float(), priors.boxes.index_select(0, idx).float()
-            ),
-            deltas.device,
-        )
-
     def pairs(self, priors, gt_boxes, gt_classes, pred_boxes, terms):
         """Chunks of candidate pairs with their IoU and cost, for :func:`match_dynamic_k`."""
         windows = self.window_pairs(

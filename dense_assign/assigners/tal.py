@@ -216,16 +216,9 @@ class TaskAlignedAssigner(BaseAssigner):
         device = gt_boxes.device
         # the predictions are data here: no gradient flows through the assignment
         logits = predictions.logits.detach().float()
-        deltas = predictions.deltas.detach().float()
         # decoded for the priors of the pairs only ("inside"), or for every prior ("all", whose
         # candidate windows read every prior's box)
-        pred_boxes = PriorRows(
-            num_priors,
-            lambda idx: self.decode_boxes(
-                deltas.index_select(0, idx), priors.boxes.index_select(0, idx)
-            ),
-            device,
-        )
+        pred_boxes = self.predicted_boxes(priors, predictions)
         every = None
         if self.topk_over == "all":
             every = pred_boxes.take(torch.arange(num_priors, device=device))
