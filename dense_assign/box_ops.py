@@ -5,8 +5,10 @@ other and broadcast over leading dimensions, so the same function serves a pair 
 points with (P, 4) boxes) and a dense matrix (``points[None]`` with ``boxes[:, None]``) with the
 very same floating-point operations.
 
-- :func:`ltrb`: distances (l, t, r, b) of points to box edges.
+- :func:`ltrb`: distances (l, t, r, b) of points to box edges; :func:`inside`, the test that
+  they are all positive.
 - :func:`pair_iou`: IoU of matched box pairs, differentiable.
+- :func:`take_rows`: rows of a table gathered by a pair list, laid out for elementwise work.
 - :func:`centerness`: FCOS's centerness and SAPD's generalized form (an exponent).
 - :func:`level_table`: a per-pyramid-level value table, with a default for levels it misses.
 
@@ -31,9 +33,35 @@ def ltrb(points: Tensor, boxes: Tensor) -> Tensor:
     )
 
 
+def inside(points: Tensor, boxes: Tensor, margin: float = 0.0) -> Tensor:
+    """(...,) bool: each of the distances (l, t, r, b) of :func:`ltrb` above ``margin``, i.e.
+    ``ltrb(points, boxes).min(dim=-1).values > margin``, NaN included (False), with the same
+    subtractions, but without stacking the distances into an (..., 4) tensor and reducing it
+    (several times slower on a long pair list, issue #20)."""
+    x, y = points[..., 0], points[..., 1]
+    return (
+        ((x - boxes[..., 0]) > margin)
+        & ((y - boxes[..., 1]) > margin)
+        & ((boxes[..., 2] - x) > margin)
+        & ((boxes[..., 3] - y) > margin)
+    )
+
+
 def box_centers(boxes: Tensor) -> Tensor:
     """(..., 2) centres of (..., 4) boxes."""
     return (boxes[..., :2] + boxes[..., 2:]) / 2
+
+
+def take_rows(columns: Tensor, idx: Tensor) -> Tensor:
+    """(P, C) the rows ``idx`` of an (N, C) table given as its (C, N) transpose ``columns``
+    (``table.t().contiguous()``): a view whose columns are each contiguous in memory.
+
+    For gathering boxes (or points) by a long pair list: the elementwise work that follows runs
+    on contiguous columns, not on every fourth float of gathered rows, and this CPU computed
+    :func:`pair_iou` and fvcore's ``giou_loss`` about 1.5x faster so (issue #20). The values are
+    those of ``table.index_select(0, idx)``, and so are the gradients: each element's
+    contributions are summed in the same (list) order."""
+    return columns.index_select(1, idx).t()
 
 
 def pair_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:

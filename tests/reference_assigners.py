@@ -167,9 +167,9 @@ class DenseAutoAssign:
         return torch.cat(gts), torch.cat(pts), num_fallback
 
     @torch.no_grad()
-    def max_iou(self, priors, pred_boxes, gt_boxes, points):
-        boxes = Boxes(pred_boxes[points])
-        out = pred_boxes.new_zeros(len(points))
+    def max_iou(self, priors, point_boxes, gt_boxes, points):
+        boxes = Boxes(point_boxes)  # the predicted boxes of ``points``
+        out = point_boxes.new_zeros(len(points))
         for start, end in gt_chunks(len(gt_boxes), len(points)):
             iou = pairwise_iou(Boxes(gt_boxes[start:end]), boxes)
             out = torch.maximum(out, iou.max(dim=0).values)

@@ -28,7 +28,7 @@ from typing import Optional
 
 import torch
 
-from ..box_ops import box_centers, ltrb, pair_iou
+from ..box_ops import box_centers, inside, pair_iou
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import Priors
 from .base import BaseAssigner
@@ -112,8 +112,8 @@ class ATSSAssigner(BaseAssigner):
         ).view(m, C)
         std = ious.std(dim=1) if C > 1 else torch.zeros_like(ious[:, 0])
         thresh = ious.mean(dim=1) + torch.nan_to_num(std, nan=0.0)
-        inside = ltrb(priors.centers[cand], boxes[:, None]).min(dim=2).values > INSIDE_EPS
-        return cand, ious, (ious >= thresh[:, None]) & inside, thresh
+        in_box = inside(priors.centers[cand], boxes[:, None], INSIDE_EPS)
+        return cand, ious, (ious >= thresh[:, None]) & in_box, thresh
 
     @torch.no_grad()
     def assign(self, priors: Priors, gt_instances, predictions=None, image_size=None):

@@ -57,8 +57,9 @@ windows around the GT centre, and the maximum IoU of a point's predicted box ove
 (:meth:`AutoAssign.max_iou`) from the GTs whose box is within the level's largest predicted-box
 extent of the point. The weights, confidences and the loss
 (:class:`~dense_assign.losses.AutoAssignLoss`) work on the pair list, so memory grows with the
-number of candidate pairs. What remains dense is per point only: the head's (R, K) outputs, the
-decoded (R, 4) boxes and the loss's negative term over every point and class. The tests compare the
+number of candidate pairs. The head's boxes are decoded only at the pairs' points. What remains
+dense is per point only: the head's (R, K) outputs and the loss's negative term over every point
+and class. The tests compare the
 result with a dense reference (the inside test, the fallback ranking and the maximum IoU on
 GTs x all points, ``tests/reference_assigners.py``).
 """
@@ -70,7 +71,7 @@ import torch
 from fvcore.nn import giou_loss
 from torch import Tensor, nn
 
-from ..box_ops import box_centers, ltrb, pair_iou
+from ..box_ops import box_centers, inside, pair_iou, take_rows
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import Priors
 from .base import BaseAssigner
@@ -196,9 +197,10 @@ class AutoAssign(BaseAssigner):
             ),
         )
         gts, pts = [none], [none]
+        center_columns, gt_columns = priors.centers.t().contiguous(), gt_boxes.t().contiguous()
         for g, p in pairs:
-            distances = ltrb(priors.centers.index_select(0, p), gt_boxes.index_select(0, g))
-            keep = (distances.min(dim=1).values > 0).nonzero().squeeze(1)
+            keep = inside(take_rows(center_columns, p), take_rows(gt_columns, g))
+            keep = keep.nonzero().squeeze(1)
             gts.append(g.index_select(0, keep))
             pts.append(p.index_select(0, keep))
         g, p = torch.cat(gts), torch.cat(pts)
@@ -257,14 +259,15 @@ class AutoAssign(BaseAssigner):
         signed (point - GT centre) / stride of the point's level (Sec. 3.2)."""
         if self.center_prior_mode == "none":
             return priors.centers.new_ones(len(gt_idx))
-        centers = box_centers(gt_boxes)
-        d = priors.centers.index_select(0, pt_idx) - centers.index_select(0, gt_idx)
+        centers = box_centers(gt_boxes).t().contiguous()
+        d = take_rows(priors.centers.t().contiguous(), pt_idx) - take_rows(centers, gt_idx)
         d = d / priors.strides.index_select(0, pt_idx)[:, None]
         if self.center_prior_mode == "per_category":
             rows = gt_classes.index_select(0, gt_idx)
         else:
             rows = torch.zeros_like(gt_idx)
-        mu, sigma = self.mu.index_select(0, rows), self.sigma.index_select(0, rows)
+        mu = take_rows(self.mu.t().contiguous(), rows)
+        sigma = take_rows(self.sigma.t().contiguous(), rows)
         return torch.exp(-((d - mu) ** 2) / (2 * sigma**2)).prod(dim=1)
 
     def class_confidence(self, predictions, gt_classes: Tensor, gt_idx: Tensor, pt_idx: Tensor):
@@ -290,10 +293,18 @@ class AutoAssign(BaseAssigner):
 
         # --- positive side (differentiable): G, P+, C, w+ (Eq. 2-10)
         center = self.center_prior(priors, gt_boxes, gt_classes, gt_idx, pt_idx)
-        pred_boxes = self.decode_boxes(predictions.deltas, priors.boxes)  # (R, 4)
+        # the head's boxes, decoded at the pairs' points only: a box depends on its own prior's
+        # row alone, and a point's gradient is summed over its pairs in the same order as from
+        # a decoding of every prior (the same values and gradients, bit for bit)
+        points, pair_slot = _pair_points(pt_idx, num_points)
+        point_boxes = self.decode_boxes(
+            predictions.deltas.index_select(0, points), priors.boxes.index_select(0, points)
+        )  # (U, 4)
         p_cls = self.class_confidence(predictions, gt_classes, gt_idx, pt_idx)
         loc_loss = giou_loss(
-            pred_boxes.index_select(0, pt_idx), gt_boxes.index_select(0, gt_idx), reduction="none"
+            take_rows(point_boxes.t().contiguous(), pair_slot),
+            take_rows(gt_boxes.t().contiguous(), gt_idx),
+            reduction="none",
         )
         p_loc = torch.exp(-self.loc_weight * loc_loss)  # Eq. 6-7
         pos_conf = p_cls * p_loc  # P+ (Eq. 8)
@@ -309,7 +320,7 @@ class AutoAssign(BaseAssigner):
 
         # --- negative side (no gradient): f(1 / (1 - max IoU)) per GT (Eq. 11)
         neg_point, neg_class, neg_fg = self.foreground_probability(
-            pred_boxes.detach(), gt_boxes, gt_classes, gt_idx, pt_idx, priors=priors
+            point_boxes.detach(), points, pair_slot, gt_boxes, gt_classes, gt_idx, pt_idx, priors
         )
 
         # --- hard labels, for analysis only
@@ -348,15 +359,15 @@ class AutoAssign(BaseAssigner):
         return result
 
     @torch.no_grad()
-    def max_iou(self, priors: Priors, pred_boxes: Tensor, gt_boxes: Tensor, points: Tensor):
-        """(U,) max over GTs (and 0) of IoU(predicted box of each of ``points``, GT).
+    def max_iou(self, priors: Priors, boxes: Tensor, gt_boxes: Tensor, points: Tensor):
+        """(U,) max over GTs (and 0) of IoU((U, 4) ``boxes``, the predicted boxes of the priors
+        ``points``, GT).
 
         The (GT, point) pairs: on a grid, from the GTs near each point (a predicted box reaches
         at most its level's largest extents around its point, so only the cells within those
         extents of a GT can overlap it); every pair without a grid, with non-finite boxes, or
         when the windows would hold more pairs than that (or the GT x point count is small)."""
         num_gt, num_u = len(gt_boxes), len(points)
-        boxes = pred_boxes.index_select(0, points)
         max_iou = boxes.new_zeros(num_u)
         grid = None
         if num_gt * num_u > SMALL_IOU_MATRIX and bool(torch.isfinite(boxes).all()):
@@ -383,19 +394,22 @@ class AutoAssign(BaseAssigner):
             pairs = pairs_in_chunks(windows, self.chunk_pairs)
             slot = torch.full((len(priors),), -1, dtype=torch.long, device=points.device)
             slot.index_copy_(0, points, torch.arange(num_u, device=points.device))
+        gt_columns, box_columns = gt_boxes.t().contiguous(), boxes.t().contiguous()
         for g, u in pairs:
             if slot is not None:
                 u = slot.index_select(0, u)
                 keep = (u >= 0).nonzero().squeeze(1)
                 g, u = g.index_select(0, keep), u.index_select(0, keep)
-            iou = pair_iou(gt_boxes.index_select(0, g), boxes.index_select(0, u))
+            iou = pair_iou(take_rows(gt_columns, g), take_rows(box_columns, u))
             max_iou.scatter_reduce_(0, u, iou, reduce="amax")
         return max_iou
 
     @torch.no_grad()
     def foreground_probability(
         self,
-        pred_boxes: Tensor,
+        point_boxes: Tensor,
+        points: Tensor,
+        pair_slot: Tensor,
         gt_boxes: Tensor,
         gt_classes: Tensor,
         gt_idx: Tensor,
@@ -404,24 +418,22 @@ class AutoAssign(BaseAssigner):
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """Sparse foreground-probability map F: (point, class, f) entries, unique (point, class).
 
+        ``points``: the (U,) priors of the pairs, ascending, with their (U, 4) predicted boxes
+        ``point_boxes``; ``pair_slot``: each pair's row among them (:func:`_pair_points`).
+
         IoU_j = max over *all* GTs of IoU(decoded box of point j, GT) (official code); for the
         candidates of GT i, v = 1 / (1 - IoU_j) is min-max normalized over that GT's candidates,
         f = (v - min + eps) / (max - min + eps), and written at GT i's class channel. Where a point
         is a candidate of several GTs of one class, the highest GT index wins (the official loop
         lets the later GT overwrite).
         """
-        device = pred_boxes.device
+        device = point_boxes.device
         if len(gt_idx) == 0:
             empty = torch.zeros(0, dtype=torch.long, device=device)
-            return empty, empty.clone(), pred_boxes.new_zeros(0)
-        # the points of the pairs, through a per-point table (sort-free)
-        slot = torch.full((len(pred_boxes),), -1, dtype=torch.long, device=device)
-        slot.index_fill_(0, pt_idx, 0)
-        points = (slot == 0).nonzero().squeeze(1)  # sorted
-        slot.index_copy_(0, points, torch.arange(len(points), device=device))
-        max_iou = self.max_iou(priors, pred_boxes, gt_boxes, points)
+            return empty, empty.clone(), point_boxes.new_zeros(0)
+        max_iou = self.max_iou(priors, point_boxes, gt_boxes, points)
         v = 1.0 / (1.0 - max_iou).clamp(min=EPS)
-        v = v.index_select(0, slot.index_select(0, pt_idx))  # per pair
+        v = v.index_select(0, pair_slot)  # per pair
         num_gt = len(gt_boxes)
         vmin = v.new_full((num_gt,), float("inf")).scatter_reduce(0, gt_idx, v, reduce="amin")
         vmax = v.new_full((num_gt,), -float("inf")).scatter_reduce(0, gt_idx, v, reduce="amax")
@@ -429,7 +441,7 @@ class AutoAssign(BaseAssigner):
         fg = (v - vmin + EPS) / (vmax - vmin + EPS)
         cls = gt_classes.index_select(0, gt_idx)
         key = pt_idx * self.num_classes + cls
-        table = len(pred_boxes) * self.num_classes
+        table = len(priors) * self.num_classes
         if table <= min(DENSE_KEY_TABLE, 16 * len(key)):
             # the highest GT index per (point, class) through a table over all keys
             last = torch.full((table,), -1, dtype=torch.long, device=device)
@@ -442,6 +454,16 @@ class AutoAssign(BaseAssigner):
             keep = gt_idx == last.index_select(0, inverse)
         keep = keep.nonzero().squeeze(1)
         return pt_idx.index_select(0, keep), cls.index_select(0, keep), fg.index_select(0, keep)
+
+
+def _pair_points(pt_idx: Tensor, num_points: int) -> Tuple[Tensor, Tensor]:
+    """The (U,) distinct points of the pairs ``pt_idx``, ascending, and each pair's row among
+    them, through a per-point table (no sort)."""
+    slot = torch.full((num_points,), -1, dtype=torch.long, device=pt_idx.device)
+    slot.index_fill_(0, pt_idx, 0)
+    points = (slot == 0).nonzero().squeeze(1)
+    slot.index_copy_(0, points, torch.arange(len(points), device=pt_idx.device))
+    return points, slot.index_select(0, pt_idx)
 
 
 def _normalized_sq(points: Tensor, strides: Tensor, centers: Tensor) -> Tensor:

@@ -65,7 +65,7 @@ def k_smallest(values: Tensor, k: int) -> Tensor:
     return keep.nonzero(as_tuple=True)[1].view(m, k)
 
 
-#: Elements (GTs x the longest run among them) of one padded block of :func:`smallest_per_gt`.
+#: Elements (GTs x the longest run among them) of one padded block of :meth:`GTRuns.blocks`.
 RUN_BLOCK = 1 << 20
 
 
@@ -79,44 +79,28 @@ def smallest_per_gt(
 
     No sort of the pairs when each GT's pairs are consecutive and (with ``prior_idx``) in
     ascending prior order, as :meth:`Windows.pairs` and :class:`AllPairs` give them (pairs in
-    another order are sorted first): each GT's k-th smallest value comes from a ``topk`` over
-    its row of a padded block (GTs x position in their run; :func:`run_blocks` keeps GTs of
-    similar run lengths together, so the padding stays under the pairs' number and a block
-    under :data:`RUN_BLOCK` elements); then, on the flat list, a GT takes its pairs below that
-    value and, of those equal to it, the first ones, as many as it still needs."""
+    another order are sorted first, :class:`GTRuns`): each GT's k-th smallest value comes from a
+    ``topk`` over its row of a padded block (:meth:`GTRuns.blocks`); then, on the flat list, a GT
+    takes its pairs below that value and, of those equal to it, the first ones, as many as it
+    still needs."""
     num, device = len(gt_idx), gt_idx.device
     if num == 0 or num_gt == 0:
         return torch.zeros(num, dtype=torch.bool, device=device)
-    order = None
-    if num > 1:
-        g0, g1 = gt_idx[:-1], gt_idx[1:]
-        ordered = g1 > g0 if prior_idx is not None else g1 >= g0
-        if prior_idx is not None:
-            ordered |= (g1 == g0) & (prior_idx[1:] > prior_idx[:-1])
-        if not bool(ordered.all()):
-            order = torch.arange(num, device=device)
-            if prior_idx is not None:
-                order = torch.sort(prior_idx, stable=True).indices
-            order = order.index_select(0, torch.sort(gt_idx[order], stable=True).indices)
-            gt_idx, values = gt_idx.index_select(0, order), values.index_select(0, order)
+    runs = GTRuns(gt_idx, num_gt, prior_idx)
+    gt_idx, values = runs.gt_idx, runs.ordered(values)
     values = torch.nan_to_num(values, nan=math.inf)
-    counts = torch.zeros(num_gt, dtype=torch.long, device=device)
-    counts.scatter_add_(0, gt_idx, torch.ones_like(gt_idx))
+    counts = runs.counts
     if isinstance(ks, Tensor):
         ks = torch.minimum(ks.to(device=device, dtype=torch.long), counts)
     else:
         ks = counts.clamp(max=max(int(ks), 0))
-    starts = counts.cumsum(0) - counts
     # each GT's k-th smallest value (-inf where k = 0: it takes nothing)
     kth = torch.full((num_gt,), -math.inf, dtype=values.dtype, device=device)
-    for rows, width in run_blocks(counts, RUN_BLOCK):
+    for rows, idx, valid in runs.blocks():
         k = ks.index_select(0, rows)
         kmax = int(k.max())
         if kmax == 0:
             continue
-        col = torch.arange(width, device=device)
-        valid = col < counts.index_select(0, rows)[:, None]
-        idx = (starts.index_select(0, rows)[:, None] + col).masked_fill_(~valid, 0)
         block = values.index_select(0, idx.view(-1)).view(idx.shape).masked_fill_(~valid, math.inf)
         top = block.topk(kmax, dim=1, largest=False, sorted=True).values
         value = top.gather(1, (k - 1).clamp(min=0)[:, None]).squeeze(1)
@@ -127,34 +111,78 @@ def smallest_per_gt(
     tied = values == bound
     need = ks - torch.zeros_like(ks).scatter_add_(0, gt_idx, below.long())
     seen = tied.long().cumsum(0)  # tied pairs up to and including each pair, over the list
-    before = torch.cat([seen.new_zeros(1), seen])[starts]  # ... before each GT's first pair
+    before = torch.cat([seen.new_zeros(1), seen])[runs.starts]  # ... before each GT's first pair
     keep = below | (tied & (seen - before.index_select(0, gt_idx) <= need.index_select(0, gt_idx)))
-    if order is not None:
-        keep = torch.zeros_like(keep).index_copy_(0, order, keep)
-    return keep
+    return runs.restored(keep)
 
 
-def run_blocks(counts: Tensor, max_elements: int) -> Iterator[Tuple[Tensor, int]]:
-    """Blocks of the runs with a nonzero ``counts``: (row indices, width = their longest run),
-    each of at most ``max_elements`` padded elements (or a single run). One block when all fit;
-    otherwise the runs are grouped by length, (2^(b-1), 2^b], so less than half of a block is
-    padding."""
-    present = (counts > 0).nonzero().squeeze(1)
-    if len(present) == 0:
-        return
-    lengths = counts.index_select(0, present)
-    width = int(lengths.max())
-    if len(present) * width <= max_elements:
-        yield present, width
-        return
-    bucket = torch.ceil(torch.log2(lengths.double())).long()
-    for b in torch.unique(bucket).tolist():
-        sel = (bucket == b).nonzero().squeeze(1)
-        rows = present.index_select(0, sel)
-        width = int(lengths.index_select(0, sel).max())
-        step = max(1, max_elements // width)
-        for start in range(0, len(rows), step):
-            yield rows[start : start + step], width
+class GTRuns:
+    """A pair list ``gt_idx`` as one run of consecutive pairs per GT, for per-GT work on padded
+    blocks (:meth:`blocks`) instead of a sort of the pairs.
+
+    The pairs stay in their order when each GT's pairs are already consecutive (with
+    ``prior_idx``: in ascending prior order), as :meth:`Windows.pairs` and :class:`AllPairs` give
+    them; otherwise they are sorted by GT (then prior), stably. :meth:`ordered` puts a per-pair
+    value in the runs' order and :meth:`restored` puts it back in the list's."""
+
+    def __init__(self, gt_idx: Tensor, num_gt: int, prior_idx: Optional[Tensor] = None):
+        num, device = len(gt_idx), gt_idx.device
+        #: the pairs' positions in the list, in the runs' order (None: the list's own order)
+        self.order: Optional[Tensor] = None
+        if num > 1:
+            g0, g1 = gt_idx[:-1], gt_idx[1:]
+            ordered = g1 > g0 if prior_idx is not None else g1 >= g0
+            if prior_idx is not None:
+                ordered |= (g1 == g0) & (prior_idx[1:] > prior_idx[:-1])
+            if not bool(ordered.all()):
+                order = torch.arange(num, device=device)
+                if prior_idx is not None:
+                    order = torch.sort(prior_idx, stable=True).indices
+                self.order = order.index_select(0, torch.sort(gt_idx[order], stable=True).indices)
+        #: (P,) the pairs' GTs in the runs' order
+        self.gt_idx = self.ordered(gt_idx)
+        #: (num_gt,) pairs per GT, and the position of each GT's first pair in the runs' order
+        self.counts = torch.zeros(num_gt, dtype=torch.long, device=device)
+        self.counts.scatter_add_(0, self.gt_idx, torch.ones_like(self.gt_idx))
+        self.starts = self.counts.cumsum(0) - self.counts
+
+    def ordered(self, values: Tensor) -> Tensor:
+        return values if self.order is None else values.index_select(0, self.order)
+
+    def restored(self, values: Tensor) -> Tensor:
+        if self.order is None:
+            return values
+        return torch.zeros_like(values).index_copy_(0, self.order, values)
+
+    def blocks(self, max_elements: int = None) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
+        """Padded blocks of the runs of the GTs that have pairs: (n,) GTs, (n, width) positions
+        of their pairs in the runs' order (0 in the padding), (n, width) bool, the real ones.
+
+        Each block holds at most ``max_elements`` (default :data:`RUN_BLOCK`) elements, or a
+        single run. One block when all fit; otherwise the runs are grouped by length,
+        (2^(b-1), 2^b], so less than half of a block is padding."""
+        max_elements = max_elements or RUN_BLOCK
+        present = (self.counts > 0).nonzero().squeeze(1)
+        if len(present) == 0:
+            return
+        lengths = self.counts.index_select(0, present)
+        width = int(lengths.max())
+        if len(present) * width <= max_elements:
+            groups = [(present, width)]
+        else:
+            groups = []
+            bucket = torch.ceil(torch.log2(lengths.double())).long()
+            for b in torch.unique(bucket).tolist():
+                sel = (bucket == b).nonzero().squeeze(1)
+                rows = present.index_select(0, sel)
+                width = int(lengths.index_select(0, sel).max())
+                step = max(1, max_elements // width)
+                groups += [(rows[i : i + step], width) for i in range(0, len(rows), step)]
+        for rows, width in groups:
+            col = torch.arange(width, device=rows.device)
+            valid = col < self.counts.index_select(0, rows)[:, None]
+            idx = (self.starts.index_select(0, rows)[:, None] + col).masked_fill_(~valid, 0)
+            yield rows, idx, valid
 
 
 class PriorRows:
@@ -169,21 +197,23 @@ class PriorRows:
 
     def __init__(self, num: int, compute, device):
         self.num, self.compute = num, compute
-        #: (R, ...) the rows computed so far (their dtype and shape from the first ``compute``)
-        self.values: Optional[Tensor] = None
+        #: (..., R) the rows computed so far, the priors along the *last* dimension (dtype and
+        #: shape from the first ``compute``): :meth:`take` gathers along it, so each column of
+        #: its (P, C) answer is contiguous, as :func:`~dense_assign.box_ops.take_rows` gives
+        self.columns: Optional[Tensor] = None
         self.done = torch.zeros(num, dtype=torch.bool, device=device)
 
     def take(self, prior_idx: Tensor) -> Tensor:
         """(P, ...) the rows of the priors ``prior_idx``, computing those not asked for before."""
         need = torch.zeros_like(self.done).index_fill_(0, prior_idx, True) & ~self.done
         new = need.nonzero().squeeze(1)
-        if len(new) or self.values is None:
-            rows = self.compute(new)
-            if self.values is None:
-                self.values = rows.new_full((self.num,) + tuple(rows.shape[1:]), math.nan)
-            self.values.index_copy_(0, new, rows)
+        if len(new) or self.columns is None:
+            rows = self.compute(new).movedim(0, -1)
+            if self.columns is None:
+                self.columns = rows.new_full(tuple(rows.shape[:-1]) + (self.num,), math.nan)
+            self.columns.index_copy_(-1, new, rows)
             self.done |= need
-        return self.values.index_select(0, prior_idx)
+        return self.columns.index_select(-1, prior_idx).movedim(-1, 0)
 
 
 class BestPerPrior:

@@ -30,7 +30,7 @@ Differences from the official code:
 import torch
 from torch import Tensor
 
-from ..box_ops import box_centers, ltrb
+from ..box_ops import box_centers, inside, take_rows
 from ..losses.functional import quality_focal_loss
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import DensePredictions, Priors
@@ -100,9 +100,9 @@ class DynamicSoftLabelAssigner(DynamicKAssigner):
 
     def candidates(self, priors: Priors, gt_boxes: Tensor, gt_idx: Tensor, prior_idx: Tensor):
         """Pairs whose prior centre is strictly inside the box (min(l, t, r, b) > 0)."""
-        points = priors.centers.index_select(0, prior_idx)
-        boxes = gt_boxes.index_select(0, gt_idx)
-        return ltrb(points, boxes).min(dim=1).values > 0, {}
+        points = take_rows(priors.centers.t().contiguous(), prior_idx)
+        boxes = take_rows(gt_boxes.t().contiguous(), gt_idx)
+        return inside(points, boxes), {}
 
     # ------------------------------------------------------------------------- cost
     def prior_terms(self, predictions: DensePredictions):

@@ -73,7 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..box_ops import ltrb, pair_iou
+from ..box_ops import inside, pair_iou, take_rows
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import AssignResult, DensePredictions, Priors
 from .candidates import BestPerPrior, PriorGrid, PriorRows, Windows
@@ -276,11 +276,11 @@ class OTAAssigner(SimOTAAssigner):
     def in_both(self, priors: Priors, gt_boxes: Tensor, gt_idx: Tensor, prior_idx: Tensor):
         """(P,) bool: the prior centre is inside the box by more than 0.01 px and strictly inside
         the centre square (official: inside the square clipped to the box)."""
-        points = priors.centers.index_select(0, prior_idx)
-        boxes = gt_boxes.index_select(0, gt_idx)
-        in_box = ltrb(points, boxes).min(dim=1).values > INSIDE_EPS
+        points = take_rows(priors.centers.t().contiguous(), prior_idx)
+        boxes = take_rows(gt_boxes.t().contiguous(), gt_idx)
+        in_box = inside(points, boxes, INSIDE_EPS)
         squares = self.center_squares(boxes, priors.strides.index_select(0, prior_idx))
-        return in_box & (ltrb(points, squares).min(dim=1).values > 0)
+        return in_box & inside(points, squares)
 
     # ------------------------------------------------------------------------- cost
     def focal(self, logits: Tensor, target: float) -> Tensor:
@@ -333,7 +333,7 @@ class OTAAssigner(SimOTAAssigner):
         parts = []
 
         def values(g, p, for_k):
-            iou = pair_iou(pred_boxes.take(p), gt_boxes.index_select(0, g))
+            iou = pair_iou(pred_boxes.take(p), take_rows(gt_boxes.t().contiguous(), g))
             iou = iou.nan_to_num(nan=0.0)
             cost = self.pair_cost(priors, terms, gt_boxes, gt_classes, g, p, iou, {})
             parts.append((g, p, iou, cost, iou if for_k else torch.zeros_like(iou)))

@@ -30,7 +30,7 @@ Differences from the official code:
 import torch
 from torch import Tensor
 
-from ..box_ops import box_centers, ltrb
+from ..box_ops import box_centers, inside, take_rows
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import DensePredictions, Priors
 from .candidates import PriorGrid, Windows
@@ -118,11 +118,11 @@ class SimOTAAssigner(DynamicKAssigner):
     def candidates(self, priors: Priors, gt_boxes: Tensor, gt_idx: Tensor, prior_idx: Tensor):
         """Pairs whose prior centre is strictly inside the box or the centre square; ``in_both``:
         inside both."""
-        points = priors.centers.index_select(0, prior_idx)
-        boxes = gt_boxes.index_select(0, gt_idx)
-        in_box = ltrb(points, boxes).min(dim=1).values > 0
+        points = take_rows(priors.centers.t().contiguous(), prior_idx)
+        boxes = take_rows(gt_boxes.t().contiguous(), gt_idx)
+        in_box = inside(points, boxes)
         squares = self.center_squares(boxes, priors.strides.index_select(0, prior_idx))
-        in_center = ltrb(points, squares).min(dim=1).values > 0
+        in_center = inside(points, squares)
         return in_box | in_center, {"in_both": in_box & in_center}
 
     # ------------------------------------------------------------------------- cost

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..box_ops import ltrb, pair_iou
+from ..box_ops import inside, pair_iou, take_rows
 from ..registry import ASSIGNER_REGISTRY
 from ..structures import AssignResult, Priors
 from .base import BaseAssigner
@@ -190,12 +190,14 @@ class TaskAlignedAssigner(BaseAssigner):
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """The pairs of one chunk (whole GTs) that are among their GT's top k, with their IoU u
         and log t: (gt_idx, prior_idx, u, log t) of the selected pairs."""
-        boxes = gt_boxes.index_select(0, gt_idx)
-        inside = ltrb(priors.centers.index_select(0, prior_idx), boxes).amin(dim=1) > INSIDE_EPS
+        gt_columns = gt_boxes.t().contiguous()
+        centers = take_rows(priors.centers.t().contiguous(), prior_idx)
+        in_box = inside(centers, take_rows(gt_columns, gt_idx), INSIDE_EPS)
         if self.topk_over == "inside":
-            keep = inside.nonzero().squeeze(1)
-            gt_idx, prior_idx, boxes = _take(keep, gt_idx, prior_idx, boxes)
-            inside = None
+            keep = in_box.nonzero().squeeze(1)
+            gt_idx, prior_idx = _take(keep, gt_idx, prior_idx)
+            in_box = None
+        boxes = take_rows(gt_columns, gt_idx)
         ious = pair_iou(pred_boxes.take(prior_idx), boxes)
         flat = prior_idx * self.num_classes + gt_classes.index_select(0, gt_idx)
         log_t = self.log_metric(logits.reshape(-1).index_select(0, flat), ious)
@@ -203,8 +205,8 @@ class TaskAlignedAssigner(BaseAssigner):
         # they are chosen only where a GT has fewer than k others, and then dropped
         chosen = smallest_per_gt(gt_idx, -log_t, self.topk, len(gt_boxes), prior_idx)
         chosen &= log_t > -math.inf  # t > 0; drops NaN too
-        if inside is not None:  # "all": the inside test after the top k
-            chosen &= inside
+        if in_box is not None:  # "all": the inside test after the top k
+            chosen &= in_box
         return _take(chosen.nonzero().squeeze(1), gt_idx, prior_idx, ious, log_t)
 
     # ------------------------------------------------------------------------- assignment

@@ -488,3 +488,50 @@ def test_windows_expand_to_exactly_their_cells(anchors):
             assert (
                 set(must.nonzero()[:, 0].tolist()) <= mine <= set(inside.nonzero()[:, 0].tolist())
             )
+
+
+def test_take_rows_equals_index_select_with_its_gradients():
+    # the (C, N) column layout gives the rows of index_select, and the same gradients bit for
+    # bit: each element's contributions are summed in the list's order either way
+    from dense_assign.box_ops import pair_iou, take_rows
+
+    g = torch.Generator().manual_seed(0)
+    table = (torch.rand(50, 4, generator=g) * 100).cumsum(dim=1)  # x1 <= y1 <= x2 <= y2
+    other = (torch.rand(50, 4, generator=g) * 100).cumsum(dim=1)
+    idx = torch.randint(0, 50, (3000,), generator=g)  # repeated rows
+    weights = torch.rand(3000, generator=g)
+    grads, values = [], []
+    for gather in (
+        lambda t, i: t.index_select(0, i),
+        lambda t, i: take_rows(t.t().contiguous(), i),
+    ):
+        leaf = table.clone().requires_grad_()
+        rows = gather(leaf, idx)
+        iou = pair_iou(rows, gather(other, idx.flip(0)))
+        (iou * weights).sum().backward()
+        values.append(iou.detach())
+        grads.append(leaf.grad)
+    assert torch.equal(values[0], values[1]) and (values[0] > 0).any()
+    assert torch.equal(grads[0], grads[1]) and (grads[0] != 0).any()
+
+
+def test_inside_equals_the_minimum_of_ltrb():
+    # points on the edges, inside, outside, NaN and inf, with and without a margin
+    from dense_assign.box_ops import inside, ltrb
+
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.randint(0, 6, (4000, 4), generator=g).float()
+    boxes[:, 2:] += boxes[:, :2]
+    points = torch.randint(0, 12, (4000, 2), generator=g).float()
+    points[::97, 0] = math.nan
+    points[::89, 1] = math.inf
+    boxes[::83, 2] = math.nan
+    for margin in (0.0, 0.01, 1.0, -1.0):
+        expect = ltrb(points, boxes).min(dim=-1).values > margin
+        assert torch.equal(inside(points, boxes, margin), expect), margin
+        assert expect.any() and not expect.all()
+    # broadcast, as ATSS's (m, k) candidates against (m, 1) boxes
+    assert torch.equal(
+        inside(points.view(40, 100, 2), boxes[:40, None]),
+        ltrb(points.view(40, 100, 2), boxes[:40, None]).min(dim=-1).values > 0,
+    )

@@ -203,6 +203,43 @@ def test_dynamic_k_matching_on_a_pair_list():
     assert one.tolist() == chunked.tolist() == [-1, 1, 0, -1, -1, -1]
 
 
+@pytest.mark.parametrize("block", [1 << 20, 40])
+def test_dynamic_ks_equals_a_loop_over_gts(monkeypatch, block):
+    # shuffled pairs of 25 GTs (runs of 0-60), IoU ties, zeros and NaN; a block of 40 elements
+    # groups the GTs by run length. k from a per-GT loop: the sum, in float64 from the largest
+    # down, of the q largest nonzero IoUs; the bound is valid (the k-th lowest cost does not
+    # exceed it) and is a cost of the GT's nonzero-IoU pairs, +inf only for want of an overlap
+    from dense_assign.assigners import candidates
+
+    monkeypatch.setattr(candidates, "RUN_BLOCK", block)
+    g = torch.Generator().manual_seed(0)
+    num_gt, topq = 25, 10
+    counts = torch.randint(0, 60, (num_gt,), generator=g)
+    counts[[2, 7]] = 0
+    gt_idx = torch.repeat_interleave(torch.arange(num_gt), counts)
+    iou = torch.randint(0, 8, (len(gt_idx),), generator=g).float() / 7  # ties, zeros, ones
+    iou[::13] = math.nan
+    iou[gt_idx == 4] = 0.0  # a GT without overlap: k 1, bound +inf
+    cost = torch.rand(len(gt_idx), generator=g, dtype=torch.float64)
+    perm = torch.randperm(len(gt_idx), generator=g)
+    gt_idx, iou, cost = gt_idx[perm], iou[perm], cost[perm]
+    ks, bound = dynamic_ks(gt_idx, iou, num_gt, topq, cost)
+    assert torch.equal(ks, dynamic_ks(gt_idx, iou, num_gt, topq))
+    for m in range(num_gt):
+        mine = gt_idx == m
+        v = iou[mine].nan_to_num(nan=0.0).double()
+        total = 0.0
+        for x in v.sort(descending=True).values[:topq].tolist():
+            total += x
+        assert ks[m].item() == max(1, math.floor(total)), m
+        c = cost[mine]
+        if total < 1:
+            assert bound[m].item() == math.inf, m
+        else:
+            assert c.sort().values[ks[m] - 1] <= bound[m] and bound[m] in c[v > 0].tolist(), m
+    assert ks[4].item() == 1 and bound[4].item() == math.inf and (ks > 1).any()
+
+
 # ---------------------------------------------------------------------------- dense references
 def _dense_match(cand, iou, cost, topq):
     """The dynamic-k rule on (M, R) matrices, with a loop over GTs: k from the top-q candidate
