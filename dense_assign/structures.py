@@ -53,6 +53,17 @@ class Priors:
         """Split a tensor whose ``dim`` runs over priors into per-level pieces."""
         return list(torch.split(x, self.level_sizes, dim=dim))
 
+    def center_columns(self) -> Tensor:
+        """(2, R) ``centers`` transposed and contiguous, for gathering them by pair lists
+        (:func:`~dense_assign.box_ops.take_rows`). Kept on the object, so the priors a detector
+        reuses between steps pay for it once; made again when ``centers`` is replaced or changed
+        in place."""
+        cached = self.__dict__.get("_center_columns")
+        if cached is None or cached[0] is not self.centers or cached[1] != self.centers._version:
+            cached = (self.centers, self.centers._version, self.centers.t().contiguous())
+            self.__dict__["_center_columns"] = cached
+        return cached[2]
+
 
 @dataclass
 class AssignResult:

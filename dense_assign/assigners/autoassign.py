@@ -197,7 +197,7 @@ class AutoAssign(BaseAssigner):
             ),
         )
         gts, pts = [none], [none]
-        center_columns, gt_columns = priors.centers.t().contiguous(), gt_boxes.t().contiguous()
+        center_columns, gt_columns = priors.center_columns(), gt_boxes.t().contiguous()
         for g, p in pairs:
             keep = inside(take_rows(center_columns, p), take_rows(gt_columns, g))
             keep = keep.nonzero().squeeze(1)
@@ -260,7 +260,7 @@ class AutoAssign(BaseAssigner):
         if self.center_prior_mode == "none":
             return priors.centers.new_ones(len(gt_idx))
         centers = box_centers(gt_boxes).t().contiguous()
-        d = take_rows(priors.centers.t().contiguous(), pt_idx) - take_rows(centers, gt_idx)
+        d = take_rows(priors.center_columns(), pt_idx) - take_rows(centers, gt_idx)
         d = d / priors.strides.index_select(0, pt_idx)[:, None]
         if self.center_prior_mode == "per_category":
             rows = gt_classes.index_select(0, gt_idx)

@@ -100,7 +100,7 @@ class DynamicSoftLabelAssigner(DynamicKAssigner):
 
     def candidates(self, priors: Priors, gt_boxes: Tensor, gt_idx: Tensor, prior_idx: Tensor):
         """Pairs whose prior centre is strictly inside the box (min(l, t, r, b) > 0)."""
-        points = take_rows(priors.centers.t().contiguous(), prior_idx)
+        points = take_rows(priors.center_columns(), prior_idx)
         boxes = take_rows(gt_boxes.t().contiguous(), gt_idx)
         return inside(points, boxes), {}
 

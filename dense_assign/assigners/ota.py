@@ -276,7 +276,7 @@ class OTAAssigner(SimOTAAssigner):
     def in_both(self, priors: Priors, gt_boxes: Tensor, gt_idx: Tensor, prior_idx: Tensor):
         """(P,) bool: the prior centre is inside the box by more than 0.01 px and strictly inside
         the centre square (official: inside the square clipped to the box)."""
-        points = take_rows(priors.centers.t().contiguous(), prior_idx)
+        points = take_rows(priors.center_columns(), prior_idx)
         boxes = take_rows(gt_boxes.t().contiguous(), gt_idx)
         in_box = inside(points, boxes, INSIDE_EPS)
         squares = self.center_squares(boxes, priors.strides.index_select(0, prior_idx))

@@ -118,7 +118,7 @@ class SimOTAAssigner(DynamicKAssigner):
     def candidates(self, priors: Priors, gt_boxes: Tensor, gt_idx: Tensor, prior_idx: Tensor):
         """Pairs whose prior centre is strictly inside the box or the centre square; ``in_both``:
         inside both."""
-        points = take_rows(priors.centers.t().contiguous(), prior_idx)
+        points = take_rows(priors.center_columns(), prior_idx)
         boxes = take_rows(gt_boxes.t().contiguous(), gt_idx)
         in_box = inside(points, boxes)
         squares = self.center_squares(boxes, priors.strides.index_select(0, prior_idx))

@@ -191,7 +191,7 @@ class TaskAlignedAssigner(BaseAssigner):
         """The pairs of one chunk (whole GTs) that are among their GT's top k, with their IoU u
         and log t: (gt_idx, prior_idx, u, log t) of the selected pairs."""
         gt_columns = gt_boxes.t().contiguous()
-        centers = take_rows(priors.centers.t().contiguous(), prior_idx)
+        centers = take_rows(priors.center_columns(), prior_idx)
         in_box = inside(centers, take_rows(gt_columns, gt_idx), INSIDE_EPS)
         if self.topk_over == "inside":
             keep = in_box.nonzero().squeeze(1)
