@@ -385,3 +385,43 @@ def test_ablation_switches_and_validation():
     pw = results[0].pairwise
     g_sum = torch.zeros(3, dtype=torch.float64).index_add(0, pw["gt_idx"], pw["center_prior"])
     torch.testing.assert_close(pw["w_plus"], pw["center_prior"] / g_sum[pw["gt_idx"]])
+
+
+def test_decoding_the_pairs_points_equals_decoding_every_prior(monkeypatch):
+    # the assigner decodes the head's boxes at the distinct points of its pairs; with every prior
+    # as a "point" it decodes them all, as it did before: the pairwise values, the loss and the
+    # gradients into the head's outputs and the centre prior are the same bit for bit
+    from dense_assign.assigners import autoassign as module
+
+    priors = make_priors(image_size=(128, 160), strides=(8, 16, 32, 64, 128), offset=0.0)
+    R = len(priors)
+    batch = random_batch(num_images=1, image_size=(128, 160), num_boxes=30, num_classes=K, seed=5)
+    tiny = make_instances([[33.0, 41.0, 38.0, 46.0]], [1], (128, 160))  # the fallback too
+    gt = type(tiny).cat([batch[0]["instances"], tiny])
+    g = torch.Generator().manual_seed(2)
+    heads = [torch.randn(1, R, K, generator=g), torch.rand(1, R, 4, generator=g) * 3]
+    heads.append(torch.randn(1, R, 1, generator=g))
+    every = lambda pt_idx, num_points: (torch.arange(num_points), pt_idx)  # noqa: E731
+    runs = []
+    for pair_points in (module._pair_points, every):
+        monkeypatch.setattr(module, "_pair_points", pair_points)
+        leaves = [h.clone().requires_grad_() for h in heads]
+        preds = DensePredictions(*leaves, features=[])
+        assigner = AutoAssign(num_classes=K)
+        with torch.no_grad():
+            assigner.mu.copy_(torch.tensor(MU))
+            assigner.sigma.copy_(torch.tensor(SIGMA))
+        r = assigner(priors, gt, predictions=preds.image(0), image_size=(128, 160))
+        losses = AutoAssignLoss(num_classes=K)(priors=priors, predictions=preds, assignments=[r])
+        sum(losses.values()).backward()
+        grads = [x.grad for x in leaves] + [assigner.mu.grad, assigner.sigma.grad]
+        runs.append((r, losses, grads))
+    (a, la, ga), (b, lb, gb) = runs
+    assert a.stats["gt_fallback"] == 1.0
+    assert torch.equal(a.labels, b.labels) and torch.equal(a.matched_idxs, b.matched_idxs)
+    for key, value in a.pairwise.items():
+        assert torch.equal(value, b.pairwise[key]), key
+    for key in la:
+        assert torch.equal(la[key], lb[key]), key
+    for x, y in zip(ga, gb):
+        assert torch.equal(x, y) and (x != 0).any()
