@@ -37,7 +37,7 @@ def inside(points: Tensor, boxes: Tensor, margin: float = 0.0) -> Tensor:
     """(...,) bool: each of the distances (l, t, r, b) of :func:`ltrb` above ``margin``, i.e.
     ``ltrb(points, boxes).min(dim=-1).values > margin``, NaN included (False), with the same
     subtractions, but without stacking the distances into an (..., 4) tensor and reducing it
-    (several times slower on a long pair list, issue #20)."""
+    (slower on a long pair list, issue #20)."""
     x, y = points[..., 0], points[..., 1]
     return (
         ((x - boxes[..., 0]) > margin)
@@ -57,8 +57,8 @@ def take_rows(columns: Tensor, idx: Tensor) -> Tensor:
     (``table.t().contiguous()``): a view whose columns are each contiguous in memory.
 
     For gathering boxes (or points) by a long pair list: the elementwise work that follows runs
-    on contiguous columns, not on every fourth float of gathered rows, and this CPU computed
-    :func:`pair_iou` and fvcore's ``giou_loss`` about 1.5x faster so (issue #20). The values are
+    on contiguous columns, not on every fourth float of gathered rows, which is faster on a CPU
+    (issue #20; README, the fourth round). The values are
     those of ``table.index_select(0, idx)``, and so are the gradients: each element's
     contributions are summed in the same (list) order."""
     return columns.index_select(1, idx).t()

@@ -392,8 +392,7 @@ class AutoAssign(BaseAssigner):
             )
         else:  # pairs of GTs and prior indices: those of the points map to 0..U-1
             pairs = pairs_in_chunks(windows, self.chunk_pairs)
-            slot = torch.full((len(priors),), -1, dtype=torch.long, device=points.device)
-            slot.index_copy_(0, points, torch.arange(num_u, device=points.device))
+            slot = _rows_of_priors(points, len(priors))
         gt_columns, box_columns = gt_boxes.t().contiguous(), boxes.t().contiguous()
         for g, u in pairs:
             if slot is not None:
@@ -459,11 +458,15 @@ class AutoAssign(BaseAssigner):
 def _pair_points(pt_idx: Tensor, num_points: int) -> Tuple[Tensor, Tensor]:
     """The (U,) distinct points of the pairs ``pt_idx``, ascending, and each pair's row among
     them, through a per-point table (no sort)."""
-    slot = torch.full((num_points,), -1, dtype=torch.long, device=pt_idx.device)
-    slot.index_fill_(0, pt_idx, 0)
-    points = (slot == 0).nonzero().squeeze(1)
-    slot.index_copy_(0, points, torch.arange(len(points), device=pt_idx.device))
-    return points, slot.index_select(0, pt_idx)
+    used = torch.zeros(num_points, dtype=torch.bool, device=pt_idx.device)
+    points = used.index_fill_(0, pt_idx, True).nonzero().squeeze(1)
+    return points, _rows_of_priors(points, num_points).index_select(0, pt_idx)
+
+
+def _rows_of_priors(points: Tensor, num_points: int) -> Tensor:
+    """(num_points,) each prior's row among the (U,) distinct ``points``, -1 for the others."""
+    rows = torch.full((num_points,), -1, dtype=torch.long, device=points.device)
+    return rows.index_copy_(0, points, torch.arange(len(points), device=points.device))
 
 
 def _normalized_sq(points: Tensor, strides: Tensor, centers: Tensor) -> Tensor:

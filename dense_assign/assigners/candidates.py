@@ -154,20 +154,19 @@ class GTRuns:
             return values
         return torch.zeros_like(values).index_copy_(0, self.order, values)
 
-    def blocks(self, max_elements: int = None) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
+    def blocks(self) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
         """Padded blocks of the runs of the GTs that have pairs: (n,) GTs, (n, width) positions
         of their pairs in the runs' order (0 in the padding), (n, width) bool, the real ones.
 
-        Each block holds at most ``max_elements`` (default :data:`RUN_BLOCK`) elements, or a
-        single run. One block when all fit; otherwise the runs are grouped by length,
-        (2^(b-1), 2^b], so less than half of a block is padding."""
-        max_elements = max_elements or RUN_BLOCK
+        Each block holds at most :data:`RUN_BLOCK` elements, or a single run. One block when all
+        fit; otherwise the runs are grouped by length, (2^(b-1), 2^b], so less than half of a
+        block is padding."""
         present = (self.counts > 0).nonzero().squeeze(1)
         if len(present) == 0:
             return
         lengths = self.counts.index_select(0, present)
         width = int(lengths.max())
-        if len(present) * width <= max_elements:
+        if len(present) * width <= RUN_BLOCK:
             groups = [(present, width)]
         else:
             groups = []
@@ -176,7 +175,7 @@ class GTRuns:
                 sel = (bucket == b).nonzero().squeeze(1)
                 rows = present.index_select(0, sel)
                 width = int(lengths.index_select(0, sel).max())
-                step = max(1, max_elements // width)
+                step = max(1, RUN_BLOCK // width)
                 groups += [(rows[i : i + step], width) for i in range(0, len(rows), step)]
         for rows, width in groups:
             col = torch.arange(width, device=rows.device)

@@ -10,9 +10,10 @@ cost (docs/methods.md, "SimOTA and dynamic soft labels"):
 and the positives train towards the IoU of their predicted box with their GT (soft targets,
 ``AssignResult.cls_targets``).
 
-Everything works on flat pair lists, vectorized over GTs: "the q largest" and "the k lowest" of a
-GT come from :func:`~.candidates.smallest_per_gt` (each GT's pairs one row of a padded block, a
-``topk`` per row, no sort), and sums per GT are scatter-adds. Steps 1-2 read only the pairs of one GT, so chunks of whole GTs
+Everything works on flat pair lists, vectorized over GTs: "the q largest" (:func:`dynamic_ks`)
+and "the k lowest" (:func:`~.candidates.smallest_per_gt`) of a GT come from a ``topk`` over its
+row of a padded block (:class:`~.candidates.GTRuns`: each GT's pairs one row, no sort), and sums
+per GT are scatter-adds. Steps 1-2 read only the pairs of one GT, so chunks of whole GTs
 (:meth:`~.base.BaseAssigner.window_pairs`) are matched one after the other; step 3 is a running
 per-prior minimum of the cost over the chunks (:class:`~.candidates.BestPerPrior` on -cost).
 Memory: one chunk of pairs and a few (R,) and (M,) buffers; nothing is (M, R) or (M, R, K).
@@ -63,9 +64,10 @@ def dynamic_ks(gt_idx: Tensor, ious: Tensor, num_gt: int, topq: int, cost=None):
     for want of any overlap.
 
     Each GT's q largest IoUs come from a ``topk`` over its row of a padded block
-    (:class:`~.candidates.GTRuns`), not from a sort of the pairs (3x faster at the 400,000 pairs
-    of M = 1000, issue #20); they are summed in float64 from the largest down, so the sum, and
-    its truncation, do not depend on how the pairs were listed."""
+    (:class:`~.candidates.GTRuns`), not from a sort of the pairs (issue #20: the sort was the
+    largest operator of SimOTA's profile at M = 1000, README); they are summed in float64 from
+    the largest down, so the sum, and its truncation, do not depend on how the pairs were
+    listed."""
     device = gt_idx.device
     ks = torch.ones(num_gt, dtype=torch.long, device=device)
     bound = torch.full((num_gt,), math.inf, dtype=torch.float64, device=device)
